@@ -1,0 +1,146 @@
+// Package store defines what Kiln needs from a storage backend: small
+// interfaces, plain value types and sentinel errors. Backends (store/sqlite,
+// store/mongo) live in sibling packages, import only this one, and translate
+// their driver errors into the sentinels below at their edge.
+//
+// The contract is backend-neutral on purpose: every operation is expressed
+// as versions of (type, id) plus opaque cursors, so a document store and a
+// relational store implement it equally well.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Sentinel errors. Callers use errors.Is; backends wrap them with context.
+var (
+	// ErrNotFound: the resource (or version) never existed.
+	ErrNotFound = errors.New("not found")
+	// ErrGone: the resource existed and its latest version is a delete.
+	ErrGone = errors.New("gone")
+	// ErrVersionConflict: a Change's precondition on the current version
+	// failed (compare-and-set lost, or the id was taken by a concurrent
+	// create).
+	ErrVersionConflict = errors.New("version conflict")
+	// ErrInvalidCursor: a paging cursor was not produced by this backend or
+	// was tampered with.
+	ErrInvalidCursor = errors.New("invalid cursor")
+	// ErrUnavailable: the backend cannot be reached right now; the request
+	// may succeed later (HTTP 503).
+	ErrUnavailable = errors.New("store unavailable")
+)
+
+// Method says how a version came to be, as history bundles report it
+// (Bundle.entry.request.method).
+type Method string
+
+const (
+	MethodPost   Method = "POST"
+	MethodPut    Method = "PUT"
+	MethodDelete Method = "DELETE"
+)
+
+// Resource is one stored version of a resource. Body is the canonical JSON
+// produced at write time (with id and meta.versionId/lastUpdated already
+// set), served to clients as is; it is nil when the version is a delete.
+type Resource struct {
+	Type        string
+	ID          string
+	Version     int64
+	LastUpdated time.Time
+	Method      Method
+	Body        []byte
+}
+
+// Deleted reports whether this version records a delete.
+func (r Resource) Deleted() bool { return r.Method == MethodDelete }
+
+// Change is one write: version Version of Type/ID. The precondition is
+// compare-and-set on the version sequence: the change applies only if the
+// latest stored version of Type/ID is Version-1 (0 meaning "no version at
+// all"). So a create is Version 1, an update after reading version n is
+// n+1, and a delete is a new version with Method DELETE and no Body. Two
+// writers that read the same version can never both win.
+type Change struct {
+	Type        string
+	ID          string
+	Version     int64
+	LastUpdated time.Time
+	Method      Method
+	Body        []byte
+}
+
+// Resources reads and writes versioned resources.
+type Resources interface {
+	// Read returns the latest version of type/id: ErrNotFound when it never
+	// existed; ErrGone, together with the delete version, when the latest
+	// version is a delete.
+	Read(ctx context.Context, typ, id string) (Resource, error)
+	// VRead returns one version: ErrNotFound when there is no such version;
+	// ErrGone, together with the version, when that version is a delete.
+	VRead(ctx context.Context, typ, id string, version int64) (Resource, error)
+	// Commit applies every change or none (ErrVersionConflict names the
+	// first change whose precondition failed, via *ConflictError). Once it
+	// returns nil the changes are durable.
+	Commit(ctx context.Context, changes ...Change) error
+}
+
+// ConflictError tells which change of a Commit lost its compare-and-set.
+// errors.Is(err, ErrVersionConflict) holds for it.
+type ConflictError struct {
+	Index   int   // position in the Commit call
+	Current int64 // the version actually current (0: none)
+}
+
+func (e *ConflictError) Error() string { return "version conflict" }
+func (e *ConflictError) Unwrap() error { return ErrVersionConflict }
+
+// HistoryQuery selects versions for a history interaction. Type and ID
+// narrow the level: both empty is system history, Type alone is type
+// history, both set is instance history.
+type HistoryQuery struct {
+	Type string
+	ID   string
+	// Since keeps versions with LastUpdated >= Since (zero: no bound).
+	Since time.Time
+	// AtStart..AtEnd (both zero: no bound) keeps versions that were current
+	// at some instant of [AtStart, AtEnd): written before AtEnd and not
+	// replaced before AtStart (history.html `_at`).
+	AtStart, AtEnd time.Time
+	// Count is the page size (> 0).
+	Count int
+	// Cursor continues a previous page; empty starts at the newest version.
+	Cursor string
+}
+
+// HistoryPage is one page of versions, newest first.
+type HistoryPage struct {
+	Versions []Resource
+	// Next is the cursor of the following page, empty on the last page.
+	Next string
+	// Total is the number of versions the query selects over all pages.
+	Total int
+}
+
+// History pages through versions, newest first, deletes included.
+// Cursors are keyset positions: a page does not shift when versions are
+// written while a client pages.
+type History interface {
+	History(ctx context.Context, q HistoryQuery) (HistoryPage, error)
+}
+
+// Pinger reports whether the backend is reachable (readiness).
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// Store is everything a backend provides. Consumers should accept the
+// narrowest of the interfaces above instead.
+type Store interface {
+	Resources
+	History
+	Pinger
+	Close() error
+}
