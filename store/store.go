@@ -121,6 +121,8 @@ type HistoryPage struct {
 	// Next is the cursor of the following page, empty on the last page.
 	Next string
 	// Total is the number of versions the query selects over all pages.
+	// The pages of one paging list the versions there were when its first
+	// page was read, so Total is the same on every page of it.
 	Total int
 }
 
@@ -143,4 +145,12 @@ type Store interface {
 	History
 	Pinger
 	Close() error
+}
+
+// IsAnswer reports whether err is one of the sentinels that answer a
+// request (not found, gone, version conflict, bad cursor) rather than a
+// failure of the backend.
+func IsAnswer(err error) bool {
+	return errors.Is(err, ErrNotFound) || errors.Is(err, ErrGone) ||
+		errors.Is(err, ErrVersionConflict) || errors.Is(err, ErrInvalidCursor)
 }

@@ -2,19 +2,19 @@
 // github.com/google/fhir/go and produces the canonical JSON Kiln stores.
 //
 // A resource is parsed once, on write. The canonical bytes produced here
-// (compact JSON in the FHIR element order of google/fhir's marshaller, with
-// id and meta.versionId/lastUpdated set by the server) are what the store
-// keeps and what reads serve, without another trip through protos.
+// (google/fhir's compact JSON, whose properties are in alphabetical order,
+// with resourceType moved first in every resource, and id and
+// meta.versionId/lastUpdated set by the server) are what the store keeps
+// and what reads serve, without another trip through protos: Summary and
+// Elements subset them as bytes.
 package resource
 
 import (
-	"bytes"
-	"encoding/json"
+	"cmp"
 	"fmt"
 	"net/http"
 	"reflect"
-	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -64,38 +64,35 @@ type Resource struct {
 // reported in the returned *outcome.Error (status 400), each issue with the
 // FHIRPath of the element in expression.
 func Parse(body []byte) (*Resource, error) {
-	if err := checkShape(body); err != nil {
+	issues, err := checkShape(body)
+	if err != nil {
 		return nil, err
 	}
 	rep := &reporter{}
 	msg, err := theCodec().um.UnmarshalWithErrorReporter(body, rep)
-	if err != nil {
-		return nil, parseError(err)
-	}
-	if len(rep.issues) > 0 {
-		return nil, &outcome.Error{Status: http.StatusBadRequest, Issues: rep.issues}
+	if err != nil || len(issues) > 0 || len(rep.issues) > 0 {
+		return nil, invalid(issues, append(parseIssues(err), rep.issues...))
 	}
 	cr, ok := msg.(*bcrpb.ContainedResource)
 	if !ok {
 		return nil, fmt.Errorf("resource: unexpected message %T", msg)
 	}
-	r := &Resource{cr: cr}
-	res := r.message()
+	res := resourceOf(cr)
 	if res == nil {
 		return nil, outcome.New(http.StatusBadRequest, outcome.CodeStructure, "no resource in body")
 	}
-	r.Type = string(res.Descriptor().Name())
+	utcZones(res)
+	r := &Resource{Type: string(res.Descriptor().Name()), cr: cr}
 	if idf := res.Descriptor().Fields().ByName("id"); idf != nil && res.Has(idf) {
 		r.ID = res.Get(idf).Message().Interface().(*d4pb.Id).GetValue()
 	}
 	return r, nil
 }
 
-// message returns the resource inside the ContainedResource oneof.
-func (r *Resource) message() protoreflect.Message {
-	m := r.cr.ProtoReflect()
-	od := m.Descriptor().Oneofs().ByName("oneof_resource")
-	fd := m.WhichOneof(od)
+// resourceOf returns the resource inside the ContainedResource oneof.
+func resourceOf(cr *bcrpb.ContainedResource) protoreflect.Message {
+	m := cr.ProtoReflect()
+	fd := m.WhichOneof(m.Descriptor().Oneofs().ByName("oneof_resource"))
 	if fd == nil {
 		return nil
 	}
@@ -104,23 +101,40 @@ func (r *Resource) message() protoreflect.Message {
 
 // Stamp sets id, meta.versionId and meta.lastUpdated (replacing whatever
 // the client sent: http.html#create ignores them) and returns the canonical
-// JSON. The rest of meta (profile, security, tag, source) is kept.
+// JSON. The rest of meta (profile, security, tag, source) is kept. A
+// Resource may be stamped more than once (a write retried with the next
+// version): each call starts from the resource as parsed.
 func (r *Resource) Stamp(id string, version int64, lastUpdated time.Time) ([]byte, error) {
-	res := r.message()
+	out, err := r.marshal(id, version, lastUpdated)
+	if err != nil {
+		return nil, err
+	}
+	r.ID = id
+	resourceTypeFirst(out)
+	return out, nil
+}
+
+// marshal returns google/fhir's JSON for the stamped resource.
+func (r *Resource) marshal(id string, version int64, lastUpdated time.Time) ([]byte, error) {
+	// google/fhir's marshaller consumes markers its unmarshaller left in
+	// the message (for a primitive that has only extensions, for line
+	// breaks in base64Binary), so marshalling the same message twice gives
+	// two different results, the second one wrong. Marshal a copy.
+	cr := proto.Clone(r.cr).(*bcrpb.ContainedResource)
+	res := resourceOf(cr)
 	fields := res.Descriptor().Fields()
 	res.Set(fields.ByName("id"), protoreflect.ValueOfMessage((&d4pb.Id{Value: id}).ProtoReflect()))
 	meta := &d4pb.Meta{}
 	if mf := fields.ByName("meta"); res.Has(mf) {
-		meta = proto.Clone(res.Get(mf).Message().Interface()).(*d4pb.Meta)
+		meta = res.Get(mf).Message().Interface().(*d4pb.Meta)
 	}
-	meta.VersionId = &d4pb.Id{Value: fmt.Sprint(version)}
+	meta.VersionId = &d4pb.Id{Value: strconv.FormatInt(version, 10)}
 	meta.LastUpdated = &d4pb.Instant{
 		ValueUs:   lastUpdated.UnixMicro(),
 		Timezone:  "Z",
 		Precision: d4pb.Instant_MICROSECOND,
 	}
 	res.Set(fields.ByName("meta"), protoreflect.ValueOfMessage(meta.ProtoReflect()))
-	r.ID = id
 	out, err := theCodec().m.MarshalResource(res.Interface())
 	if err != nil {
 		return nil, fmt.Errorf("resource: marshal %s: %w", r.Type, err)
@@ -128,86 +142,11 @@ func (r *Resource) Stamp(id string, version int64, lastUpdated time.Time) ([]byt
 	return out, nil
 }
 
-// checkShape rejects what google/fhir would accept but FHIR JSON forbids,
-// before the expensive parse: a body that is not one JSON object, and
-// duplicate keys (json.html: "there are no duplicate properties").
-func checkShape(body []byte) error {
-	trimmed := bytes.TrimSpace(body)
-	if len(trimmed) == 0 {
-		return outcome.New(http.StatusBadRequest, outcome.CodeStructure, "empty body: a FHIR resource is required")
-	}
-	if trimmed[0] != '{' {
-		return outcome.New(http.StatusBadRequest, outcome.CodeStructure, "body is not a JSON object: a FHIR resource is a JSON object with a resourceType")
-	}
-	if !json.Valid(trimmed) {
-		var v any
-		err := json.Unmarshal(trimmed, &v)
-		return outcome.Newf(http.StatusBadRequest, outcome.CodeStructure, "malformed JSON: %v", err)
-	}
-	return checkKeys(json.NewDecoder(bytes.NewReader(trimmed)), "", false)
-}
-
-// checkKeys walks one JSON value and reports duplicate object keys and
-// keys that are not FHIR JSON property names (google/fhir accepts
-// "BirthDate" for "birthDate"; FHIR does not), plus nulls, which FHIR JSON
-// allows only inside arrays of primitives (json.html#primitive: "given":
-// ["a", null] beside "_given": [null, {…}]).
-func checkKeys(dec *json.Decoder, path string, inArray bool) error {
-	tok, err := dec.Token()
-	if err != nil {
-		return outcome.Newf(http.StatusBadRequest, outcome.CodeStructure, "malformed JSON: %v", err)
-	}
-	switch tok {
-	case json.Delim('{'):
-		seen := map[string]bool{}
-		for dec.More() {
-			kt, err := dec.Token()
-			if err != nil {
-				return outcome.Newf(http.StatusBadRequest, outcome.CodeStructure, "malformed JSON: %v", err)
-			}
-			k := kt.(string)
-			at := k
-			if path != "" {
-				at = path + "." + k
-			}
-			if seen[k] {
-				return outcome.New(http.StatusBadRequest, outcome.CodeStructure, fmt.Sprintf("duplicate property %q", k), at)
-			}
-			seen[k] = true
-			if !propertyName.MatchString(k) {
-				return outcome.New(http.StatusBadRequest, outcome.CodeStructure, fmt.Sprintf("unknown element %q", k), at)
-			}
-			if err := checkKeys(dec, at, false); err != nil {
-				return err
-			}
-		}
-		_, err = dec.Token()
-	case json.Delim('['):
-		for i := 0; dec.More(); i++ {
-			if err := checkKeys(dec, fmt.Sprintf("%s[%d]", path, i), true); err != nil {
-				return err
-			}
-		}
-		_, err = dec.Token()
-	case nil:
-		if inArray {
-			return nil
-		}
-		return outcome.New(http.StatusBadRequest, outcome.CodeStructure, "null is not allowed in FHIR JSON", path)
-	}
-	if err != nil {
-		return outcome.Newf(http.StatusBadRequest, outcome.CodeStructure, "malformed JSON: %v", err)
-	}
-	return nil
-}
-
-var propertyName = regexp.MustCompile(`^_?[a-z][A-Za-z0-9]*$`)
-
 // reporter collects every validation issue google/fhir reports.
 type reporter struct{ issues []outcome.Issue }
 
 func (r *reporter) ReportValidationError(path string, err error) error {
-	r.issues = append(r.issues, issue(outcome.SevError, path, err.Error()))
+	r.issues = append(r.issues, issue(path, err.Error()))
 	return nil
 }
 
@@ -216,19 +155,65 @@ func (r *reporter) ReportValidationWarning(path string, err error) error {
 	return nil
 }
 
-func issue(severity, path, msg string) outcome.Issue {
-	is := outcome.Issue{Severity: severity, Code: outcome.CodeValue, Diagnostics: msg}
+// issue turns one google/fhir error at path into an issue whose
+// expression is a FHIRPath to the element concerned.
+func issue(path, msg string) outcome.Issue {
+	msg = strings.TrimPrefix(msg, fmt.Sprintf("error at %q: ", path))
+	is := outcome.Issue{Severity: outcome.SevError, Code: outcome.CodeValue, Diagnostics: msg}
 	if path != "" {
-		is.Expression = []string{path}
-		is.Diagnostics = strings.TrimPrefix(msg, fmt.Sprintf("error at %q: ", path))
+		is.Expression = []string{fhirPath(path)}
+	}
+	// google/fhir reports an unknown or missing element at its parent:
+	// point at the element itself.
+	child := func(quoted string) {
+		if n, err := strconv.Unquote(quoted); err == nil && path != "" {
+			is.Expression[0] += "." + n
+		}
+	}
+	switch {
+	case strings.HasPrefix(msg, "unknown field: "):
+		is.Code = outcome.CodeStructure
+		child(strings.TrimPrefix(msg, "unknown field: "))
+	case msg == `missing required field "resourceType"`, strings.HasPrefix(msg, "invalid JSON"),
+		strings.HasPrefix(msg, "invalid resource type"):
+		is.Code = outcome.CodeStructure
+	case strings.HasPrefix(msg, "missing required field "):
+		is.Code = outcome.CodeRequired
+		child(strings.TrimPrefix(msg, "missing required field "))
+	case strings.HasPrefix(msg, "unknown resource type"):
+		// The path ends in the unknown type's name: point at the element
+		// holding it (Patient.contained[0]), or at nothing when it is the
+		// body's own type.
+		is.Code = outcome.CodeNotSupported
+		is.Expression = nil
+		if i := strings.LastIndexByte(path, '.'); i > 0 {
+			is.Expression = []string{fhirPath(path[:i])}
+		}
 	}
 	return is
 }
 
-// parseError turns google/fhir's unmarshal errors into an OperationOutcome
-// with one issue per error. Its error types live in an internal package,
-// so their exported fields are read by reflection.
-func parseError(err error) error {
+// fhirPath turns a google/fhir path into FHIRPath: google/fhir names the
+// type of an inlined resource as a step ("Bundle.entry[0].resource.Patient.active"),
+// FHIRPath does not ("Bundle.entry[0].resource.active").
+func fhirPath(path string) string {
+	steps := strings.Split(path, ".")
+	kept := steps[:1]
+	for _, s := range steps[1:] {
+		if !IsType(s) {
+			kept = append(kept, s)
+		}
+	}
+	return strings.Join(kept, ".")
+}
+
+// parseIssues turns google/fhir's unmarshal errors into issues, one per
+// error. Its error types live in an internal package, so their exported
+// fields are read by reflection.
+func parseIssues(err error) []outcome.Issue {
+	if err == nil {
+		return nil
+	}
 	var issues []outcome.Issue
 	add := func(v reflect.Value) {
 		for v.Kind() == reflect.Pointer || v.Kind() == reflect.Interface {
@@ -238,29 +223,14 @@ func parseError(err error) error {
 			v = v.Elem()
 		}
 		if v.Kind() != reflect.Struct || !v.FieldByName("Path").IsValid() {
-			issues = append(issues, issue(outcome.SevError, "", fmt.Sprint(v.Interface())))
+			issues = append(issues, issue("", fmt.Sprint(v.Interface())))
 			return
 		}
-		path := v.FieldByName("Path").String()
 		msg := v.FieldByName("Details").String()
 		if d := v.FieldByName("Diagnostics").String(); d != "" {
 			msg += ": " + d
 		}
-		if name, ok := strings.CutPrefix(msg, "unknown field: "); ok {
-			// Point at the element itself, not at its parent.
-			if n, err := strconv.Unquote(name); err == nil && path != "" {
-				path += "." + n
-			}
-		}
-		is := issue(outcome.SevError, path, msg)
-		switch {
-		case strings.HasPrefix(msg, "unknown field"), strings.HasPrefix(msg, "invalid JSON"),
-			strings.HasPrefix(msg, "missing required field \"resourceType\""):
-			is.Code = outcome.CodeStructure
-		case strings.HasPrefix(msg, "unknown resource type"):
-			is.Code = outcome.CodeNotSupported
-		}
-		issues = append(issues, is)
+		issues = append(issues, issue(v.FieldByName("Path").String(), msg))
 	}
 	v := reflect.ValueOf(err)
 	if v.Kind() == reflect.Slice {
@@ -270,8 +240,45 @@ func parseError(err error) error {
 	} else {
 		add(v)
 	}
-	sort.SliceStable(issues, func(i, j int) bool {
-		return strings.Join(issues[i].Expression, "") < strings.Join(issues[j].Expression, "")
+	return issues
+}
+
+// expression is an issue's one expression, "" when it has none.
+func expression(is outcome.Issue) string {
+	if len(is.Expression) == 0 {
+		return ""
+	}
+	return is.Expression[0]
+}
+
+// maxIssues is the most issues one response lists.
+const maxIssues = 100
+
+// invalid is the 400 for a body with issues: checkShape's and
+// google/fhir's, except those at an element checkShape already reported
+// (google/fhir reads a duplicate or null property its own way), ordered
+// by expression and diagnostics (google/fhir walks maps, so its own order
+// varies).
+func invalid(shape, fhir []outcome.Issue) *outcome.Error {
+	at := map[string]bool{}
+	for _, is := range shape {
+		at[expression(is)] = true
+	}
+	issues := shape
+	for _, is := range fhir {
+		if len(is.Expression) == 0 || !at[expression(is)] {
+			issues = append(issues, is)
+		}
+	}
+	slices.SortFunc(issues, func(a, b outcome.Issue) int {
+		return cmp.Or(cmp.Compare(expression(a), expression(b)), cmp.Compare(a.Diagnostics, b.Diagnostics))
 	})
+	if n := len(issues); n > maxIssues {
+		// Keep the response small whatever the body.
+		issues = append(issues[:maxIssues], outcome.Issue{
+			Severity: outcome.Information, Code: outcome.CodeInformation,
+			Diagnostics: fmt.Sprintf("%d more issues not listed", n-maxIssues),
+		})
+	}
 	return &outcome.Error{Status: http.StatusBadRequest, Issues: issues}
 }

@@ -1,0 +1,130 @@
+package resource
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// syntheaResources returns every entry[].resource of the Synthea
+// transaction bundles in testdata/synthea, as the bytes a client would send.
+func syntheaResources(tb testing.TB) [][]byte {
+	tb.Helper()
+	files, err := filepath.Glob("../../testdata/synthea/*.json")
+	if err != nil || len(files) == 0 {
+		tb.Fatalf("no Synthea bundles in testdata/synthea: %v", err)
+	}
+	var out [][]byte
+	for _, f := range files {
+		body, err := os.ReadFile(f)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		var bundle struct {
+			Entry []struct {
+				Resource json.RawMessage `json:"resource"`
+			} `json:"entry"`
+		}
+		if err := json.Unmarshal(body, &bundle); err != nil {
+			tb.Fatalf("%s: %v", f, err)
+		}
+		for _, e := range bundle.Entry {
+			out = append(out, e.Resource)
+		}
+	}
+	return out
+}
+
+func reportRate(b *testing.B) {
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "resources/s")
+}
+
+// BenchmarkParse measures parse+validate of one Synthea resource per
+// iteration, cycling through all of them.
+func BenchmarkParse(b *testing.B) {
+	res := syntheaResources(b)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := Parse(res[i%len(res)]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportRate(b)
+}
+
+// BenchmarkStamp measures Stamp (set id/meta, marshal to canonical JSON)
+// of one parsed Synthea resource per iteration.
+func BenchmarkStamp(b *testing.B) {
+	src := syntheaResources(b)
+	parsed := make([]*Resource, len(src))
+	for i, body := range src {
+		r, err := Parse(body)
+		if err != nil {
+			b.Fatal(err)
+		}
+		parsed[i] = r
+	}
+	now := time.Now()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		r := parsed[i%len(parsed)]
+		if _, err := r.Stamp(r.ID, int64(i), now); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportRate(b)
+}
+
+// BenchmarkResourceTypeFirst measures the reordering Stamp adds to
+// google/fhir's marshalling, per Synthea resource.
+func BenchmarkResourceTypeFirst(b *testing.B) {
+	src := syntheaResources(b)
+	outs := make([][]byte, len(src))
+	size := 0
+	for i, body := range src {
+		r, err := Parse(body)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if outs[i], err = r.marshal(r.ID, 1, time.Now()); err != nil {
+			b.Fatal(err)
+		}
+		size += len(outs[i])
+	}
+	b.SetBytes(int64(size / len(outs)))
+	scratch := make([]byte, 0, 1<<20)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		scratch = append(scratch[:0], outs[i%len(outs)]...)
+		resourceTypeFirst(scratch)
+	}
+	reportRate(b)
+}
+
+// BenchmarkSummary measures _summary=true on stored Synthea resources.
+func BenchmarkSummary(b *testing.B) {
+	src := syntheaResources(b)
+	stored := make([][]byte, len(src))
+	for i, body := range src {
+		r, err := Parse(body)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if stored[i], err = r.Stamp(r.ID, 1, time.Now()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := Summary(stored[i%len(stored)], "true"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportRate(b)
+}

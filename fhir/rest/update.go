@@ -1,0 +1,111 @@
+package rest
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/gorilla/mux"
+
+	"github.com/kiln-fhir/kiln/fhir/outcome"
+	"github.com/kiln-fhir/kiln/store"
+)
+
+// maxRetries bounds how often an unconditional write re-reads and retries
+// after losing a compare-and-set to a concurrent writer.
+const maxRetries = 5
+
+// update is PUT [base]/[type]/[id] (http.html#update), including
+// update-as-create with a client-chosen id and resurrection of a deleted
+// resource (both 201).
+func (a *API) update(w http.ResponseWriter, r *http.Request) error {
+	v := mux.Vars(r)
+	typ, id := v["type"], v["id"]
+	ifMatch, err := ifMatchVersion(r)
+	if err != nil {
+		return err
+	}
+	parsed, err := a.parseBody(r, typ)
+	if err != nil {
+		return err
+	}
+	switch {
+	case parsed.ID == "":
+		return outcome.New(http.StatusBadRequest, outcome.CodeRequired, "the resource must carry the id of the URL", typ+".id")
+	case parsed.ID != id:
+		return outcome.New(http.StatusBadRequest, outcome.CodeInvalid,
+			fmt.Sprintf("the id in the body (%s) differs from the id in the URL (%s)", parsed.ID, id), typ+".id")
+	}
+	for attempt := 0; ; attempt++ {
+		current, deleted, err := a.currentVersion(r, typ, id)
+		if err != nil {
+			return err
+		}
+		if ifMatch != 0 && ifMatch != current {
+			return preconditionFailed(ifMatch, current)
+		}
+		now := a.now()
+		body, err := parsed.Stamp(id, current+1, now)
+		if err != nil {
+			return err
+		}
+		ch := store.Change{Type: typ, ID: id, Version: current + 1, LastUpdated: now, Method: store.MethodPut, Body: body}
+		err = a.store.Commit(r.Context(), ch)
+		if errors.Is(err, store.ErrVersionConflict) {
+			// Someone wrote between our read and our write. With If-Match
+			// the client's precondition no longer holds; without it, the
+			// last writer wins, so read again and retry.
+			if ifMatch != 0 {
+				return preconditionFailed(ifMatch, -1)
+			}
+			if attempt < maxRetries {
+				continue
+			}
+		}
+		if err != nil {
+			return err
+		}
+		status := http.StatusOK
+		if current == 0 || deleted {
+			status = http.StatusCreated
+		}
+		a.writeWritten(w, r, status, changed(ch))
+		return nil
+	}
+}
+
+// currentVersion is the latest version of typ/id (0 when there is none)
+// and whether it is a delete (a PUT after it resurrects the resource: 201).
+func (a *API) currentVersion(r *http.Request, typ, id string) (int64, bool, error) {
+	res, err := a.store.Read(r.Context(), typ, id)
+	switch {
+	case err == nil:
+		return res.Version, false, nil
+	case errors.Is(err, store.ErrGone):
+		return res.Version, true, nil
+	case errors.Is(err, store.ErrNotFound):
+		return 0, false, nil
+	}
+	return 0, false, err
+}
+
+// ifMatchVersion reads If-Match (http.html#concurrency); 0 when absent.
+func ifMatchVersion(r *http.Request) (int64, error) {
+	h := r.Header.Get("If-Match")
+	if h == "" {
+		return 0, nil
+	}
+	v, ok := parseETag(h)
+	if !ok {
+		return 0, outcome.Newf(http.StatusBadRequest, outcome.CodeValue, "If-Match must be a version ETag such as W/\"3\"")
+	}
+	return v, nil
+}
+
+func preconditionFailed(want, current int64) error {
+	msg := fmt.Sprintf("If-Match W/\"%d\" does not match the current version", want)
+	if current >= 0 {
+		msg = fmt.Sprintf("If-Match W/\"%d\" does not match the current version W/\"%d\"", want, current)
+	}
+	return outcome.New(http.StatusPreconditionFailed, outcome.CodeConflict, msg)
+}
