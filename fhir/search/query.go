@@ -1,0 +1,131 @@
+package search
+
+import "time"
+
+// Query is a parsed search (search.html), neutral to any backend: the REST
+// layer builds it with Parse and a store compiles it to its own query
+// language. Every value in it is already typed and normalised the same way
+// Extract normalises index entries, so a backend compares like with like
+// and never interprets client text (no operator or SQL injection surface).
+type Query struct {
+	// Types are the resource types searched: one for a type-level search,
+	// the _type list (or nil: every type) for a system-level one.
+	Types []string
+	// Filter is a conjunction: a resource matches when every clause does.
+	Filter []Clause
+	// Sort orders matches (_sort); the backend breaks ties by a stable,
+	// unique key so paging never repeats or skips a resource.
+	Sort []SortKey
+	// Count is the page size (_count): 0 asks for no entries (a total only).
+	Count int
+	// Total is how much effort to spend on Bundle.total (_total).
+	Total TotalMode
+	// Cursor continues a previous page; empty starts at the first.
+	Cursor string
+}
+
+// TotalMode is _total (search.html#total).
+type TotalMode string
+
+const (
+	TotalNone     TotalMode = "none"
+	TotalEstimate TotalMode = "estimate"
+	TotalAccurate TotalMode = "accurate"
+)
+
+// SortKey is one _sort parameter.
+type SortKey struct {
+	Param      string // a search parameter of every type in Query.Types, or _id, _lastUpdated
+	Type       Type
+	Descending bool
+}
+
+// Clause is one occurrence of a search parameter: it matches when any of
+// its Values matches (a comma-separated list is an OR).
+type Clause struct {
+	// Param is the parameter's code ("birthdate", "_id"), Type its type.
+	Param string
+	Type  Type
+	// Modifier is the modifier after ':' without it: "", "missing",
+	// "exact", "contains", "text", "not", "above", "below", "in",
+	// "not-in", "of-type", "identifier", or for a reference
+	// ":[type]" the type name in TargetType with Modifier "type".
+	Modifier   string
+	TargetType string
+	// Values are alternatives (OR). For :missing there is one value whose
+	// Missing field says true or false.
+	Values []Value
+	// Chain, when set, makes this a chained search (search.html#chaining):
+	// the clause matches resources whose reference Param points at a
+	// resource of type Chain.Types (one of them) that matches Chain.Filter.
+	// Values are then empty.
+	Chain *Chain
+	// Has, when set, is a reverse chain (search.html#has): the clause
+	// matches resources that some resource of type Has.Type references
+	// through Has.Param and that matches Has.Filter. Param, Values empty.
+	Has *Has
+}
+
+// Chain is the target side of a chained parameter.
+type Chain struct {
+	Types  []string // the target types (the :[type] modifier, or every target of the parameter)
+	Filter Clause   // the parameter after the dot, itself possibly chained
+}
+
+// Has is a _has reverse chain.
+type Has struct {
+	Type   string // the referring type (_has:Observation:…)
+	Param  string // its reference parameter pointing here (…:patient:…)
+	Filter Clause // the condition on the referring resource (…:code=1234), possibly another _has
+}
+
+// Prefix is a comparison prefix (search.html#prefix).
+type Prefix string
+
+const (
+	Eq Prefix = "eq"
+	Ne Prefix = "ne"
+	Gt Prefix = "gt"
+	Lt Prefix = "lt"
+	Ge Prefix = "ge"
+	Le Prefix = "le"
+	Sa Prefix = "sa"
+	Eb Prefix = "eb"
+	Ap Prefix = "ap"
+)
+
+// Value is one search value, typed by the parameter type:
+//
+//	string     Text: folded like Entry.Text (Phonetic for phonetic params);
+//	           Raw keeps the client's text for :exact.
+//	token      System, Code; HasSystem distinguishes "|code" (no system)
+//	           from "code" (any system); for :text, Text (folded).
+//	           For :of-type, Components hold type system/code and Code the value.
+//	date       Prefix, Start, End: the range the value's precision covers.
+//	number     Prefix, Num, Lo, Hi: the value and its implicit range.
+//	quantity   as number, plus System, Code (unit code, or the unit text
+//	           when no system is given).
+//	reference  Ref: "Type/id", an absolute URL, or a canonical URL with
+//	           Value holding "|version"; bare "id" values keep Ref "id"
+//	           with RefType empty for the backend to match any type.
+//	           For :identifier, System and Code.
+//	uri        Value (exact), or Value as prefix for :below / :above.
+//	composite  Components: one Value per component, in order.
+type Value struct {
+	Raw    string
+	Prefix Prefix
+
+	Text      string
+	System    string
+	Code      string
+	HasSystem bool
+	Value     string
+	Ref       string
+	RefType   string
+
+	Num, Lo, Hi float64
+	Start, End  time.Time
+
+	Missing    bool
+	Components []Value
+}
