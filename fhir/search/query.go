@@ -18,10 +18,37 @@ type Query struct {
 	Sort []SortKey
 	// Count is the page size (_count): 0 asks for no entries (a total only).
 	Count int
-	// Total is how much effort to spend on Bundle.total (_total).
+	// Total is how much effort to spend on Bundle.total (_total); empty
+	// when the client did not ask, leaving it to the server.
 	Total TotalMode
 	// Cursor continues a previous page; empty starts at the first.
 	Cursor string
+
+	// Include lists _include and _revinclude, by parameter name (_include,
+	// _include:iterate, _revinclude, …) and in the order given.
+	Include []Include
+	// Summary is _summary ("true", "text", "data", "count", "false"), or
+	// empty when not asked. "count" also sets Count 0 and Total accurate.
+	Summary string
+	// Elements is _elements: the top-level elements to return.
+	Elements []string
+}
+
+// Include is one _include or _revinclude (search.html#include).
+//
+//	_include=MedicationRequest:patient          {Type: MedicationRequest, Param: patient}
+//	_include=MedicationRequest:subject:Patient  {…, Target: Patient}
+//	_include=*                                  {Type: *, Param: *}
+//	_revinclude=Provenance:target               {Type: Provenance, Param: target, Reverse: true}
+//
+// For _include, Type is the type of the resources whose reference
+// parameter Param is followed; for _revinclude, the type of the resources
+// included, which point at the matches through Param. Target, when set,
+// restricts the type at the other end. Iterate (":iterate", or the older
+// ":recurse") applies it to included resources too.
+type Include struct {
+	Type, Param, Target string
+	Reverse, Iterate    bool
 }
 
 // TotalMode is _total (search.html#total).
@@ -102,15 +129,26 @@ const (
 //	           from "code" (any system); for :text, Text (folded).
 //	           For :of-type, Components hold type system/code and Code the value.
 //	date       Prefix, Start, End: the range the value's precision covers.
-//	number     Prefix, Num, Lo, Hi: the value and its implicit range.
+//	           Prefix is never empty: no prefix is Eq (also for number
+//	           and quantity).
+//	number     Prefix, Num, Lo, Hi: the value and its implicit range
+//	           (search.html#number: with gt lt ge le sa eb the precision
+//	           is ignored, so compare Num; eq ne ap use [Lo, Hi)).
 //	quantity   as number, plus System, Code (unit code, or the unit text
 //	           when no system is given).
 //	reference  Ref: "Type/id", an absolute URL, or a canonical URL with
-//	           Value holding "|version"; bare "id" values keep Ref "id"
-//	           with RefType empty for the backend to match any type.
+//	           Value holding the version (like Entry.Value: "canonical|1.0"
+//	           and "Patient/1/_history/2" give "1.0", "2"); RefType the
+//	           type of a "Type/id" or of an absolute URL that ends in one.
+//	           A bare "id" (no '/', no ':') keeps Ref "id" with RefType
+//	           empty for the backend to match any type, unless the
+//	           parameter has a single target type (then "Type/id").
 //	           For :identifier, System and Code.
 //	uri        Value (exact), or Value as prefix for :below / :above.
 //	composite  Components: one Value per component, in order.
+//	special    near: Components latitude, longitude (numbers) and, when
+//	           a distance is given, a third: the distance as a quantity
+//	           (Num, Code the unit, default "km").
 type Value struct {
 	Raw    string
 	Prefix Prefix
