@@ -12,6 +12,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/kiln-fhir/kiln/fhir/search"
 )
 
 // Sentinel errors. Callers use errors.Is; backends wrap them with context.
@@ -30,6 +32,10 @@ var (
 	// ErrUnavailable: the backend cannot be reached right now; the request
 	// may succeed later (HTTP 503).
 	ErrUnavailable = errors.New("store unavailable")
+	// ErrUnsupported: the backend cannot answer this search (a modifier
+	// that needs a terminology server, sorting on a composite, …). It is
+	// the client's query that is refused (HTTP 400), not a failure.
+	ErrUnsupported = errors.New("unsupported search")
 )
 
 // Method says how a version came to be, as history bundles report it
@@ -70,6 +76,10 @@ type Change struct {
 	LastUpdated time.Time
 	Method      Method
 	Body        []byte
+	// Index holds the search index entries of Body (search.Extract); nil
+	// for deletes. The backend stores them with the version, atomically,
+	// so that searches see exactly the current versions.
+	Index []search.Entry
 }
 
 // Resources reads and writes versioned resources.
@@ -133,6 +143,24 @@ type History interface {
 	History(ctx context.Context, q HistoryQuery) (HistoryPage, error)
 }
 
+// SearchPage is one page of search matches.
+type SearchPage struct {
+	Matches []Resource
+	// Next is the cursor of the following page, empty on the last page.
+	Next string
+	// Total is the number of matches over all pages, or -1 when the query
+	// asked for no total (search.TotalNone) and the backend did not count.
+	Total int
+}
+
+// Searcher answers searches over current (non-deleted) versions. The
+// query is typed and normalised (search.Parse); the backend compiles it to
+// its own query language with bound parameters only, and must answer every
+// clause through its indexes, not by filtering in Go.
+type Searcher interface {
+	Search(ctx context.Context, q *search.Query) (SearchPage, error)
+}
+
 // Pinger reports whether the backend is reachable (readiness).
 type Pinger interface {
 	Ping(ctx context.Context) error
@@ -143,14 +171,16 @@ type Pinger interface {
 type Store interface {
 	Resources
 	History
+	Searcher
 	Pinger
 	Close() error
 }
 
 // IsAnswer reports whether err is one of the sentinels that answer a
-// request (not found, gone, version conflict, bad cursor) rather than a
-// failure of the backend.
+// request (not found, gone, version conflict, bad cursor, unsupported
+// search) rather than a failure of the backend.
 func IsAnswer(err error) bool {
 	return errors.Is(err, ErrNotFound) || errors.Is(err, ErrGone) ||
-		errors.Is(err, ErrVersionConflict) || errors.Is(err, ErrInvalidCursor)
+		errors.Is(err, ErrVersionConflict) || errors.Is(err, ErrInvalidCursor) ||
+		errors.Is(err, ErrUnsupported)
 }

@@ -9,8 +9,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -40,7 +43,7 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.addr, "addr", env("KILN_ADDR", ":8080"), "listen address (KILN_ADDR)")
 	fs.StringVar(&c.data, "data", env("KILN_DATA", "./data"), "data directory of the embedded store (KILN_DATA)")
 	fs.StringVar(&c.baseURL, "base-url", env("KILN_BASE_URL", ""), "public base URL for Location headers and links; empty derives it from each request (KILN_BASE_URL)")
-	fs.Int64Var(&c.maxBody, "max-body", envInt("KILN_MAX_BODY", 16<<20), "largest request body in bytes; larger gets 413 (KILN_MAX_BODY)")
+	fs.Int64Var(&c.maxBody, "max-body", 16<<20, "largest request body in bytes; larger gets 413 (KILN_MAX_BODY)")
 	fs.StringVar(&c.auth, "auth", env("KILN_AUTH", ""), "authorization mode: none (KILN_AUTH); required until SMART lands")
 	fs.StringVar(&c.logLevel, "log-level", env("KILN_LOG_LEVEL", "info"), "debug, info, warn or error (KILN_LOG_LEVEL)")
 	fs.StringVar(&c.logFormat, "log-format", env("KILN_LOG_FORMAT", "text"), "text or json (KILN_LOG_FORMAT)")
@@ -51,6 +54,9 @@ func serve(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("kiln serve", flag.ContinueOnError)
 	cfg.flags(fs)
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := cfg.numbersFromEnv(fs); err != nil {
 		return err
 	}
 	logger, err := newLogger(cfg.logLevel, cfg.logFormat)
@@ -108,8 +114,16 @@ func serve(ctx context.Context, args []string) error {
 	case <-ctx.Done():
 	}
 	// Graceful shutdown: stop accepting, let in-flight requests finish,
-	// then close the store (which flushes its last commit).
+	// then close the store (which flushes its last commit). A second
+	// signal exits at once; the store's WAL keeps every acknowledged write.
 	logger.Info("shutting down")
+	go func() {
+		again := make(chan os.Signal, 1)
+		signal.Notify(again, os.Interrupt, syscall.SIGTERM)
+		<-again
+		logger.Warn("second signal: exiting without waiting for in-flight requests")
+		os.Exit(1)
+	}()
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	serr := srv.Shutdown(sctx)
@@ -162,12 +176,21 @@ func env(key, def string) string {
 	return def
 }
 
-func envInt(key string, def int64) int64 {
-	var n int64
-	if v, ok := os.LookupEnv(key); ok {
-		if _, err := fmt.Sscan(v, &n); err == nil {
-			return n
+// numbersFromEnv applies numeric KILN_* variables whose flag was not given,
+// strictly: a malformed value stops the server rather than leaving it to
+// run with a limit nobody asked for.
+func (c *serveConfig) numbersFromEnv(fs *flag.FlagSet) error {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	if v, ok := os.LookupEnv("KILN_MAX_BODY"); ok && !given["max-body"] {
+		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		if err != nil || n <= 0 {
+			return fmt.Errorf("KILN_MAX_BODY=%q: want a positive number of bytes", v)
 		}
+		c.maxBody = n
 	}
-	return def
+	if c.maxBody <= 0 {
+		return fmt.Errorf("--max-body must be a positive number of bytes")
+	}
+	return nil
 }

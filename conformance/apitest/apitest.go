@@ -25,6 +25,13 @@ type Options struct {
 	// Invalid lists example names that must be rejected, with the
 	// expression the OperationOutcome must name.
 	Invalid map[string]string
+	// Synthea maps a file name to a Synthea transaction bundle. With the
+	// valid Examples they make the search corpus (search.go); nil reads
+	// testdata/synthea of the module the test runs in.
+	Synthea map[string][]byte
+	// SkipCorpus leaves out the search corpus, which needs an empty server
+	// and loads some 1,600 resources.
+	SkipCorpus bool
 }
 
 // Client is a tiny FHIR HTTP client over a base URL.
@@ -100,6 +107,7 @@ func Run(t *testing.T, base string, opts Options) {
 		name string
 		run  func(*testing.T, *Client, Options)
 	}{
+		{"search", testSearch}, // first: its corpus needs an empty server
 		{"capabilities", testCapabilities},
 		{"create", testCreate},
 		{"read", testRead},

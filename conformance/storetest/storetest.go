@@ -47,6 +47,13 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"CaseSensitive", testCaseSensitive},
 		{"Ping", testPing},
 		{"ContextCanceled", testContextCanceled},
+		{"Search", testSearch},
+		{"SearchUnsupported", testSearchUnsupported},
+		{"SearchSort", testSearchSort},
+		{"SearchTotals", testSearchTotals},
+		{"SearchChanges", testSearchChanges},
+		{"SearchPagingWhileWriting", testSearchPagingWhileWriting},
+		{"SearchInvalidCursor", testSearchInvalidCursor},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := open(t)

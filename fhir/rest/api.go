@@ -15,6 +15,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/kiln-fhir/kiln/fhir/outcome"
+	"github.com/kiln-fhir/kiln/fhir/search"
 	"github.com/kiln-fhir/kiln/store"
 )
 
@@ -22,6 +23,7 @@ import (
 type Store interface {
 	store.Resources
 	store.History
+	store.Searcher
 	store.Pinger
 }
 
@@ -40,14 +42,21 @@ type Config struct {
 	Version string
 	// Now is the clock (tests); nil is time.Now.
 	Now func() time.Time
+	// Registry is the search parameter registry: index entries are
+	// extracted and queries parsed with it; nil is search.Default().
+	Registry *search.Registry
+	// StrictSearch makes unknown search parameters an error unless the
+	// request says Prefer: handling=lenient (search.html#errors).
+	StrictSearch bool
 }
 
 // API serves the FHIR REST interface.
 type API struct {
-	cfg    Config
-	store  Store
-	router *mux.Router
-	caps   capabilities
+	cfg      Config
+	store    Store
+	searcher store.Searcher
+	router   *mux.Router
+	caps     capabilities
 }
 
 // Level is where an interaction applies (CapabilityStatement.rest.resource
@@ -87,6 +96,15 @@ var interactions = []interaction{
 	{"update", instanceLevel, []string{http.MethodPut}, "/" + typePat + "/" + idPat, (*API).update},
 	{"delete", instanceLevel, []string{http.MethodDelete}, "/" + typePat + "/" + idPat, (*API).delete},
 	{"create", typeLevel, []string{http.MethodPost}, "/" + typePat, (*API).create},
+	// Conditional update and delete are the update and delete interactions
+	// (capabilities declare them with conditionalUpdate/conditionalDelete).
+	{"update", typeLevel, []string{http.MethodPut}, "/" + typePat, (*API).conditionalUpdate},
+	{"delete", typeLevel, []string{http.MethodDelete}, "/" + typePat, (*API).conditionalDelete},
+	{"search-type", typeLevel, []string{http.MethodGet, http.MethodHead}, "/" + typePat, (*API).searchType},
+	{"search-type", typeLevel, []string{http.MethodPost}, "/" + typePat + "/_search", (*API).searchType},
+	{"search-type", typeLevel, []string{http.MethodGet, http.MethodHead}, "/{compartment:[A-Z][A-Za-z]+}/" + idPat + "/{type:[A-Z][A-Za-z]+}", (*API).searchCompartment},
+	{"search-system", systemLevel, []string{http.MethodGet, http.MethodHead}, "/", (*API).searchSystem},
+	{"search-system", systemLevel, []string{http.MethodPost}, "/_search", (*API).searchSystem},
 }
 
 // New returns the API over st.
@@ -100,8 +118,11 @@ func New(cfg Config, st Store) *API {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	a := &API{cfg: cfg, store: st}
-	a.caps = newCapabilities(cfg.Version, cfg.Now())
+	if cfg.Registry == nil {
+		cfg.Registry = search.Default()
+	}
+	a := &API{cfg: cfg, store: st, searcher: st}
+	a.caps = newCapabilities(cfg.Version, cfg.Now(), cfg.Registry)
 
 	r := mux.NewRouter()
 	r.Handle("/metadata", a.wrap("capabilities", (*API).metadata)).Methods(http.MethodGet, http.MethodHead, http.MethodOptions)

@@ -1,6 +1,7 @@
 package rest
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -36,8 +37,13 @@ type bundleLink struct {
 type bundleEntry struct {
 	FullURL  string          `json:"fullUrl,omitempty"`
 	Resource json.RawMessage `json:"resource,omitempty"`
+	Search   *entrySearch    `json:"search,omitempty"`
 	Request  *entryRequest   `json:"request,omitempty"`
 	Response *entryResponse  `json:"response,omitempty"`
+}
+
+type entrySearch struct {
+	Mode string `json:"mode"`
 }
 
 type entryRequest struct {
@@ -95,11 +101,13 @@ func historyEntry(base string, v store.Resource) bundleEntry {
 
 // write sends the bundle.
 func (b *bundle) write(w http.ResponseWriter, r *http.Request) error {
-	body, err := json.Marshal(b)
-	if err != nil {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false) // links keep their '&'; narrative is already escaped JSON
+	if err := enc.Encode(b); err != nil {
 		return err
 	}
-	writeJSON(w, r, http.StatusOK, body)
+	writeJSON(w, r, http.StatusOK, bytes.TrimSuffix(buf.Bytes(), []byte("\n")))
 	return nil
 }
 

@@ -5,9 +5,12 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/kiln-fhir/kiln/fhir/resource"
+	"github.com/kiln-fhir/kiln/fhir/search"
 )
 
 // capabilities is the CapabilityStatement, rendered once at start from the
@@ -17,12 +20,17 @@ type capabilities struct {
 	etag string
 }
 
-func newCapabilities(version string, now time.Time) capabilities {
+func newCapabilities(version string, now time.Time, reg *search.Registry) capabilities {
 	if version == "" {
 		version = "dev"
 	}
 	var typeCodes, systemCodes []map[string]string
+	listed := map[string]bool{}
 	for _, in := range interactions {
+		if listed[in.code] {
+			continue // one code, several routes (GET and POST search)
+		}
+		listed[in.code] = true
 		switch in.level {
 		case typeLevel, instanceLevel:
 			typeCodes = append(typeCodes, map[string]string{"code": in.code})
@@ -30,21 +38,36 @@ func newCapabilities(version string, now time.Time) capabilities {
 			systemCodes = append(systemCodes, map[string]string{"code": in.code})
 		}
 	}
+	var notServed []string
+	for _, u := range reg.Unsupported() {
+		notServed = append(notServed, u.Name+": "+u.Reason)
+	}
 	var resources []map[string]any
 	for _, t := range resource.Types() {
+		var params []map[string]string
+		var includes []string
+		for _, p := range reg.Params(t) {
+			params = append(params, map[string]string{"name": p.Name, "definition": p.URL, "type": string(p.Type)})
+			if p.Type == search.Reference {
+				includes = append(includes, t+":"+p.Name)
+			}
+		}
 		resources = append(resources, map[string]any{
-			"type":        t,
-			"profile":     "http://hl7.org/fhir/StructureDefinition/" + t,
-			"interaction": typeCodes,
+			"searchParam":      params,
+			"searchInclude":    append([]string{"*"}, includes...),
+			"searchRevInclude": revIncludes(reg, t),
+			"type":             t,
+			"profile":          "http://hl7.org/fhir/StructureDefinition/" + t,
+			"interaction":      typeCodes,
 			// Every write keeps the previous version; If-Match is honoured
 			// but not required.
 			"versioning":        "versioned-update",
 			"readHistory":       true,
 			"updateCreate":      true,
-			"conditionalCreate": false,
+			"conditionalCreate": true,
 			"conditionalRead":   "full-support",
-			"conditionalUpdate": false,
-			"conditionalDelete": "not-supported",
+			"conditionalUpdate": true,
+			"conditionalDelete": "single",
 		})
 	}
 	cs := map[string]any{
@@ -57,6 +80,7 @@ func newCapabilities(version string, now time.Time) capabilities {
 		"implementation": map[string]string{
 			"description": "Kiln FHIR R4 server",
 		},
+		"description": "Search parameters not served: " + strings.Join(notServed, "; "),
 		"fhirVersion": "4.0.1",
 		"format":      []string{"json", "application/fhir+json", "application/json"},
 		"rest": []map[string]any{{
@@ -71,6 +95,20 @@ func newCapabilities(version string, now time.Time) capabilities {
 	}
 	sum := sha256.Sum256(body)
 	return capabilities{body: body, etag: `W/"` + hex.EncodeToString(sum[:8]) + `"`}
+}
+
+// revIncludes lists Type:param for every reference parameter of any type
+// that may point at typ.
+func revIncludes(reg *search.Registry, typ string) []string {
+	var out []string
+	for _, t := range reg.Types() {
+		for _, p := range reg.Params(t) {
+			if p.Type == search.Reference && slices.Contains(p.Targets, typ) {
+				out = append(out, t+":"+p.Name)
+			}
+		}
+	}
+	return out
 }
 
 // metadata is GET [base]/metadata (http.html#capabilities). It needs no

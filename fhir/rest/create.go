@@ -7,7 +7,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/gorilla/mux"
 
-	"github.com/kiln-fhir/kiln/fhir/outcome"
+	"github.com/kiln-fhir/kiln/fhir/resource"
 	"github.com/kiln-fhir/kiln/store"
 )
 
@@ -15,24 +15,28 @@ import (
 // id and ignores any id and meta.versionId/lastUpdated in the body.
 func (a *API) create(w http.ResponseWriter, r *http.Request) error {
 	typ := mux.Vars(r)["type"]
-	if r.Header.Get("If-None-Exist") != "" {
-		// http.html#ccreate needs search; until then say so (A-CC-04).
-		return outcome.New(http.StatusBadRequest, outcome.CodeNotSupported, "conditional create (If-None-Exist) is not supported yet")
-	}
 	parsed, err := a.parseBody(r, typ)
 	if err != nil {
 		return err
 	}
+	if criteria := r.Header.Get("If-None-Exist"); criteria != "" {
+		if done, err := a.conditionalCreate(w, r, criteria); done || err != nil {
+			return err
+		}
+	}
+	return a.createParsed(w, r, parsed)
+}
+
+// createParsed stores parsed under a new server-assigned id.
+func (a *API) createParsed(w http.ResponseWriter, r *http.Request, parsed *resource.Resource) error {
 	// Time-ordered UUIDs keep inserts at the right edge of the stores'
 	// B-tree indexes.
 	for attempt := 0; ; attempt++ {
 		id := uuid.Must(uuid.NewV7()).String()
-		now := a.now()
-		body, err := parsed.Stamp(id, 1, now)
+		ch, err := a.stamp(r, parsed, id, 1, store.MethodPost)
 		if err != nil {
 			return err
 		}
-		ch := store.Change{Type: typ, ID: id, Version: 1, LastUpdated: now, Method: store.MethodPost, Body: body}
 		err = a.store.Commit(r.Context(), ch)
 		if errors.Is(err, store.ErrVersionConflict) && attempt < 3 {
 			continue // an id collision: draw another

@@ -14,7 +14,11 @@ import (
 // writing a version (204), as http.html allows.
 func (a *API) delete(w http.ResponseWriter, r *http.Request) error {
 	v := mux.Vars(r)
-	typ, id := v["type"], v["id"]
+	return a.deleteID(w, r, v["type"], v["id"])
+}
+
+// deleteID writes a delete version of typ/id unless it is already gone.
+func (a *API) deleteID(w http.ResponseWriter, r *http.Request, typ, id string) error {
 	ifMatch, err := ifMatchVersion(r)
 	if err != nil {
 		return err

@@ -27,6 +27,9 @@ func asOutcome(err error) *outcome.Error {
 		return outcome.New(http.StatusGone, outcome.CodeDeleted, "resource deleted").Wrap(err)
 	case errors.Is(err, store.ErrVersionConflict):
 		return outcome.New(http.StatusConflict, outcome.CodeConflict, "concurrent update: retry with the current version").Wrap(err)
+	case errors.Is(err, store.ErrUnsupported):
+		// Kept for the client: it names the parameter and what is missing.
+		return outcome.New(http.StatusBadRequest, outcome.CodeNotSupported, "this search is not supported: "+err.Error()).Wrap(err)
 	case errors.Is(err, store.ErrInvalidCursor):
 		return outcome.New(http.StatusBadRequest, outcome.CodeValue, "invalid or expired paging cursor").Wrap(err)
 	case errors.Is(err, store.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):

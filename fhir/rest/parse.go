@@ -6,6 +6,7 @@ import (
 
 	"github.com/kiln-fhir/kiln/fhir/outcome"
 	"github.com/kiln-fhir/kiln/fhir/resource"
+	"github.com/kiln-fhir/kiln/store"
 )
 
 // parseBody reads and validates a request body as a resource of type typ.
@@ -23,4 +24,27 @@ func (a *API) parseBody(r *http.Request, typ string) (*resource.Resource, error)
 			fmt.Sprintf("resourceType %q does not match the type in the URL (%s)", parsed.Type, typ), "resourceType")
 	}
 	return parsed, nil
+}
+
+// stamp renders version of parsed as stored JSON and computes its search
+// index entries: the Change that writes it.
+func (a *API) stamp(r *http.Request, parsed *resource.Resource, id string, version int64, method store.Method) (store.Change, error) {
+	now := a.now()
+	body, err := parsed.Stamp(id, version, now)
+	if err != nil {
+		return store.Change{}, err
+	}
+	base := ""
+	if a.cfg.BaseURL == "" {
+		base = a.base(r) // the registry already knows a configured base
+	}
+	index, err := a.cfg.Registry.ExtractBase(parsed.Type, body, base)
+	if err != nil {
+		// Only a custom SearchParameter whose expression fails on this
+		// resource gets here: the write is refused rather than stored
+		// unsearchable.
+		return store.Change{}, outcome.New(http.StatusUnprocessableEntity, outcome.CodeProcessing,
+			"the resource could not be indexed: "+err.Error())
+	}
+	return store.Change{Type: parsed.Type, ID: id, Version: version, LastUpdated: now, Method: method, Body: body, Index: index}, nil
 }

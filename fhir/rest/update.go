@@ -8,6 +8,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/kiln-fhir/kiln/fhir/outcome"
+	"github.com/kiln-fhir/kiln/fhir/resource"
 	"github.com/kiln-fhir/kiln/store"
 )
 
@@ -21,15 +22,23 @@ const maxRetries = 5
 func (a *API) update(w http.ResponseWriter, r *http.Request) error {
 	v := mux.Vars(r)
 	typ, id := v["type"], v["id"]
-	ifMatch, err := ifMatchVersion(r)
-	if err != nil {
-		return err
-	}
 	parsed, err := a.parseBody(r, typ)
 	if err != nil {
 		return err
 	}
+	return a.updateParsed(w, r, parsed, id, false)
+}
+
+// updateParsed writes parsed as the next version of typ/id. anyID lets a
+// body without id through (conditional update found the target).
+func (a *API) updateParsed(w http.ResponseWriter, r *http.Request, parsed *resource.Resource, id string, anyID bool) error {
+	typ := parsed.Type
+	ifMatch, err := ifMatchVersion(r)
+	if err != nil {
+		return err
+	}
 	switch {
+	case parsed.ID == "" && anyID:
 	case parsed.ID == "":
 		return outcome.New(http.StatusBadRequest, outcome.CodeRequired, "the resource must carry the id of the URL", typ+".id")
 	case parsed.ID != id:
@@ -44,12 +53,10 @@ func (a *API) update(w http.ResponseWriter, r *http.Request) error {
 		if ifMatch != 0 && ifMatch != current {
 			return preconditionFailed(ifMatch, current)
 		}
-		now := a.now()
-		body, err := parsed.Stamp(id, current+1, now)
+		ch, err := a.stamp(r, parsed, id, current+1, store.MethodPut)
 		if err != nil {
 			return err
 		}
-		ch := store.Change{Type: typ, ID: id, Version: current + 1, LastUpdated: now, Method: store.MethodPut, Body: body}
 		err = a.store.Commit(r.Context(), ch)
 		if errors.Is(err, store.ErrVersionConflict) {
 			// Someone wrote between our read and our write. With If-Match

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"html"
+	"slices"
 	"strings"
 	"time"
 
@@ -22,18 +23,29 @@ func Extract(typ string, body []byte) ([]Entry, error) { return Default().Extrac
 // that type, or an expression failed on it (no built-in one does on the
 // official examples; a custom one might).
 func (r *Registry) Extract(typ string, body []byte) ([]Entry, error) {
+	return r.ExtractBase(typ, body, "")
+}
+
+// ExtractBase is Extract for a server without a configured base URL:
+// absolute references under base (the URL the request reached) are
+// indexed as relative ones too.
+func (r *Registry) ExtractBase(typ string, body []byte, base string) ([]Entry, error) {
 	d := json.NewDecoder(bytes.NewReader(body))
 	d.UseNumber()
 	var res map[string]any
 	if err := d.Decode(&res); err != nil {
 		return nil, fmt.Errorf("search: extract %s: %w", typ, err)
 	}
-	return r.ExtractValue(typ, res)
+	return r.extractValue(typ, res, base)
 }
 
 // ExtractValue is Extract for a resource already decoded with
 // encoding/json and UseNumber.
 func (r *Registry) ExtractValue(typ string, res map[string]any) ([]Entry, error) {
+	return r.extractValue(typ, res, "")
+}
+
+func (r *Registry) extractValue(typ string, res map[string]any, base string) ([]Entry, error) {
 	tp := r.types[typ]
 	if tp == nil {
 		return nil, fmt.Errorf("search: extract: unknown resource type %q", typ)
@@ -41,7 +53,11 @@ func (r *Registry) ExtractValue(typ string, res map[string]any) ([]Entry, error)
 	if rt, _ := res["resourceType"].(string); rt != typ {
 		return nil, fmt.Errorf("search: extract %s: resourceType is %q", typ, rt)
 	}
-	x := extractor{loc: r.loc, bases: r.bases, res: res}
+	bases := r.bases
+	if b := strings.TrimRight(base, "/"); b != "" {
+		bases = append(slices.Clip(bases), b+"/")
+	}
+	x := extractor{loc: r.loc, bases: bases, res: res}
 	out := make([]Entry, 0, 32)
 	for _, p := range tp.sorted {
 		start := len(out)

@@ -23,6 +23,10 @@ type ParseOptions struct {
 	// MaxCount is the largest page size; a larger _count is lowered to it
 	// (0: 1000).
 	MaxCount int
+	// Base is the base URL this request reached, when the server has no
+	// configured one: absolute references under it are made relative, as
+	// under the registry's bases (search.html#reference).
+	Base string
 }
 
 // Report says what Parse left out of a search, for the warning
@@ -103,7 +107,11 @@ func (r *Registry) Parse(types []string, params url.Values, opts ParseOptions) (
 		return nil, Report{}, outcome.Newf(http.StatusBadRequest, outcome.CodeTooCostly,
 			"the query has %d parameters; at most %d are served", n, maxParams)
 	}
-	p := &parser{r: r, opts: opts, x: extractor{loc: r.loc, bases: r.bases},
+	bases := r.bases
+	if b := strings.TrimRight(opts.Base, "/"); b != "" {
+		bases = append(slices.Clip(bases), b+"/")
+	}
+	p := &parser{r: r, opts: opts, x: extractor{loc: r.loc, bases: bases},
 		q: &Query{Count: -1}, and: map[string]int{}}
 	if !p.setTypes(types, params) {
 		return nil, Report{}, &outcome.Error{Status: http.StatusBadRequest, Issues: p.issues}

@@ -87,6 +87,11 @@ type Clause struct {
 	// resource of type Chain.Types (one of them) that matches Chain.Filter.
 	// Values are then empty.
 	Chain *Chain
+	// Any, when set, makes the clause a disjunction of other clauses: it
+	// matches when one of them does. Parse never produces it; the server
+	// uses it for compartments (Patient/123/Observation is subject or
+	// performer or … pointing at Patient/123). Param, Values empty.
+	Any []Clause
 	// Has, when set, is a reverse chain (search.html#has): the clause
 	// matches resources that some resource of type Has.Type references
 	// through Has.Param and that matches Has.Filter. Param, Values empty.

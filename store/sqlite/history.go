@@ -48,14 +48,15 @@ func shapeOf(q store.HistoryQuery) historyShape {
 // _at (history.html): a version is kept when it was written before AtEnd
 // and its successor, if any, was not written before AtStart. Versions of a
 // resource are consecutive, so the successor is version+1, found through
-// the UNIQUE (type, id, version) index.
+// the UNIQUE (rid, version) index.
 func (sh historyShape) where() string {
 	w := "v.seq <= ?"
-	if sh.level >= 1 {
+	switch sh.level {
+	case 1:
 		w += " AND v.type = ?"
-	}
-	if sh.level == 2 {
-		w += " AND v.id = ?"
+	case 2:
+		// Versions are indexed by the resource's rid (schema.go).
+		w += " AND v.rid = (SELECT c.rid FROM current AS c WHERE c.type = ? AND c.id = ?)"
 	}
 	if sh.since {
 		w += " AND v.last_updated >= ?"
@@ -63,7 +64,7 @@ func (sh historyShape) where() string {
 	if sh.at {
 		w += ` AND v.last_updated < ? AND coalesce((SELECT n.last_updated
 			FROM versions AS n INDEXED BY versions_instance
-			WHERE n.type = v.type AND n.id = v.id AND n.version = v.version + 1),
+			WHERE n.rid = v.rid AND n.version = v.version + 1),
 			9223372036854775807) >= ?`
 	}
 	return w

@@ -64,10 +64,15 @@ type Config struct {
 type Store struct {
 	rdb *sql.DB // read pool
 	wdb *sql.DB // holds the writer's single connection
+	cdb *sql.DB // the checkpointer's connection (checkpoint.go)
 	w   *writer
+	ckp *checkpointer
 
 	readStmt, vreadStmt, maxSeqStmt *sql.Stmt
+	maxPidStmt                      *sql.Stmt
 	history                         historyStmts
+	params                          atomic.Pointer[paramSnapshot] // search.go
+	stmts                           stmtCache                     // stmtcache.go
 
 	mu     sync.RWMutex // guards closing the writer's queue
 	closed atomic.Bool  // written under mu, read anywhere
@@ -76,7 +81,10 @@ type Store struct {
 	closeErr  error
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store    = (*Store)(nil)
+	_ store.Searcher = (*Store)(nil)
+)
 
 // Open opens (creating if needed) the database file at cfg.Path, brings its
 // schema up to date and starts the writer.
@@ -132,7 +140,15 @@ func open(ctx context.Context, cfg Config) (_ *Store, err error) {
 	// promise. A 64 MiB page cache (SQLite's default is 2 MiB) holds the
 	// dirty pages of a large batch or transaction bundle, so they are
 	// written to the WAL once, at COMMIT, instead of spilling half-way.
-	if s.wdb, err = sql.Open("sqlite", base+"&_journal_mode=WAL&_synchronous=FULL&_pragma=cache_size(-65536)"); err != nil {
+	//
+	// The writer never checkpoints: the checkpointer does, off the commit
+	// path (checkpoint.go). temp_store=MEMORY keeps the sub-journal of
+	// each call's SAVEPOINT (a copy of every page the call changes, for
+	// ROLLBACK TO) in memory: by default it spills to a temporary file past
+	// 64 KiB, which a create with index rows exceeds, and that file cost a
+	// create, a write per page and a delete on every call.
+	if s.wdb, err = sql.Open("sqlite", base+"&_journal_mode=WAL&_synchronous=FULL&_pragma=cache_size(-65536)"+
+		"&_pragma=wal_autocheckpoint(0)&_pragma=temp_store(memory)"); err != nil {
 		return nil, err
 	}
 	s.wdb.SetMaxOpenConns(1)
@@ -153,7 +169,13 @@ func open(ctx context.Context, cfg Config) (_ *Store, err error) {
 		conn.Close()
 		return nil, err
 	}
-	if s.w, err = newWriter(ctx, conn, cfg.MaxBatch); err != nil {
+	if s.cdb, err = sql.Open("sqlite", base); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	s.cdb.SetMaxOpenConns(1)
+	s.ckp = newCheckpointer(s.cdb)
+	if s.w, err = newWriter(ctx, conn, cfg.MaxBatch, s.ckp); err != nil {
 		conn.Close()
 		return nil, err
 	}
@@ -172,8 +194,9 @@ func open(ctx context.Context, cfg Config) (_ *Store, err error) {
 			FROM current AS c JOIN versions AS v ON v.seq = c.seq
 			WHERE c.type = ? AND c.id = ?`},
 		{&s.vreadStmt, `SELECT last_updated, method, body FROM versions
-			WHERE type = ? AND id = ? AND version = ?`},
+			WHERE rid = (SELECT rid FROM current WHERE type = ? AND id = ?) AND version = ?`},
 		{&s.maxSeqStmt, `SELECT coalesce(max(seq), 0) FROM versions`},
+		{&s.maxPidStmt, `SELECT coalesce(max(pid), 0) FROM params`},
 	} {
 		if *p.stmt, err = s.rdb.PrepareContext(ctx, p.sql); err != nil {
 			return nil, err
@@ -182,6 +205,7 @@ func open(ctx context.Context, cfg Config) (_ *Store, err error) {
 	if err := s.history.prepare(ctx, s.rdb); err != nil {
 		return nil, err
 	}
+	go s.ckp.run() // idle until the writer commits
 	return s, nil
 }
 
@@ -238,6 +262,7 @@ func (s *Store) Close() error {
 		close(s.w.queue)
 		s.mu.Unlock()
 		<-s.w.done
+		s.ckp.close()
 		s.closeErr = s.closeHandles()
 	})
 	return s.closeErr
@@ -249,12 +274,13 @@ func (s *Store) closeHandles() error {
 	if s.w != nil {
 		errs = append(errs, s.w.close())
 	}
-	for _, st := range append([]*sql.Stmt{s.readStmt, s.vreadStmt, s.maxSeqStmt}, s.history.all()...) {
+	errs = append(errs, s.stmts.close())
+	for _, st := range append([]*sql.Stmt{s.readStmt, s.vreadStmt, s.maxSeqStmt, s.maxPidStmt}, s.history.all()...) {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}
 	}
-	for _, db := range []*sql.DB{s.rdb, s.wdb} {
+	for _, db := range []*sql.DB{s.rdb, s.cdb, s.wdb} {
 		if db != nil {
 			errs = append(errs, db.Close())
 		}

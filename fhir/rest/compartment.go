@@ -1,0 +1,46 @@
+package rest
+
+import (
+	"net/http"
+
+	"github.com/gorilla/mux"
+
+	"github.com/kiln-fhir/kiln/fhir/outcome"
+	"github.com/kiln-fhir/kiln/fhir/search"
+)
+
+// compartmentTypes are the types that define a compartment in R4
+// (compartmentdefinition.html).
+var compartmentTypes = map[string]bool{
+	"Patient": true, "Encounter": true, "RelatedPerson": true, "Practitioner": true, "Device": true,
+}
+
+// searchCompartment is GET [base]/[compartment]/[id]/[type]?… (http.html#
+// search, compartments.html): a type-level search restricted to the
+// resources that the CompartmentDefinition puts in the compartment of
+// [compartment]/[id].
+func (a *API) searchCompartment(w http.ResponseWriter, r *http.Request) error {
+	v := mux.Vars(r)
+	comp, id, typ := v["compartment"], v["id"], v["type"]
+	if !compartmentTypes[comp] {
+		return outcome.Newf(http.StatusNotFound, outcome.CodeNotSupported, "%s does not define a compartment", comp)
+	}
+	if err := checkType(typ); err != nil {
+		return err
+	}
+	params := a.cfg.Registry.Compartment(comp, typ)
+	if len(params) == 0 {
+		return outcome.Newf(http.StatusNotFound, outcome.CodeNotFound, "%s resources are not in the %s compartment", typ, comp)
+	}
+	member := search.Clause{}
+	ref := search.Value{Raw: comp + "/" + id, Ref: comp + "/" + id, RefType: comp}
+	for _, p := range params {
+		if p == "{def}" {
+			// The compartment's own resource (Patient/123 in its compartment).
+			member.Any = append(member.Any, search.Clause{Param: "_id", Type: search.Token, Values: []search.Value{{Raw: id, Code: id}}})
+			continue
+		}
+		member.Any = append(member.Any, search.Clause{Param: p, Type: search.Reference, Values: []search.Value{ref}})
+	}
+	return a.searchWith(w, r, []string{typ}, &member)
+}
