@@ -35,6 +35,9 @@ type serveConfig struct {
 	auth      string
 	logLevel  string
 	logFormat string
+	// searchHandling is the default for unknown search parameters when a
+	// request does not say Prefer: handling=… (search.html#errors).
+	searchHandling string
 }
 
 // flags registers every flag with its KILN_* environment variable as the
@@ -47,6 +50,7 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.auth, "auth", env("KILN_AUTH", ""), "authorization mode: none (KILN_AUTH); required until SMART lands")
 	fs.StringVar(&c.logLevel, "log-level", env("KILN_LOG_LEVEL", "info"), "debug, info, warn or error (KILN_LOG_LEVEL)")
 	fs.StringVar(&c.logFormat, "log-format", env("KILN_LOG_FORMAT", "text"), "text or json (KILN_LOG_FORMAT)")
+	fs.StringVar(&c.searchHandling, "search-handling", env("KILN_SEARCH_HANDLING", "lenient"), "unknown search parameters: lenient (ignored and reported) or strict (400) (KILN_SEARCH_HANDLING)")
 }
 
 func serve(ctx context.Context, args []string) error {
@@ -62,6 +66,9 @@ func serve(ctx context.Context, args []string) error {
 	logger, err := newLogger(cfg.logLevel, cfg.logFormat)
 	if err != nil {
 		return err
+	}
+	if cfg.searchHandling != "lenient" && cfg.searchHandling != "strict" {
+		return fmt.Errorf("--search-handling must be lenient or strict, not %q", cfg.searchHandling)
 	}
 	switch cfg.auth {
 	case "none":
@@ -84,11 +91,12 @@ func serve(ctx context.Context, args []string) error {
 	st := metered.Wrap(db, "sqlite", reg)
 
 	api := rest.New(rest.Config{
-		BaseURL: cfg.baseURL,
-		MaxBody: cfg.maxBody,
-		Logger:  logger,
-		Metrics: rest.NewMetrics(reg),
-		Version: version,
+		BaseURL:      cfg.baseURL,
+		MaxBody:      cfg.maxBody,
+		Logger:       logger,
+		Metrics:      rest.NewMetrics(reg),
+		Version:      version,
+		StrictSearch: cfg.searchHandling == "strict",
 	}, st)
 
 	srv := &http.Server{
