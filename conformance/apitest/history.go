@@ -9,10 +9,15 @@ import (
 	"time"
 )
 
-type historyEntry struct {
+// wireEntry is a Bundle entry as read from the wire: history, search and
+// response bundles use different parts of it.
+type wireEntry struct {
 	FullURL  string          `json:"fullUrl"`
 	Resource json.RawMessage `json:"resource"`
-	Request  struct {
+	Search   *struct {
+		Mode string `json:"mode"`
+	} `json:"search"`
+	Request struct {
 		Method string `json:"method"`
 		URL    string `json:"url"`
 	} `json:"request"`
@@ -23,7 +28,8 @@ type historyEntry struct {
 	} `json:"response"`
 }
 
-type historyBundle struct {
+// wireBundle is a Bundle as read from the wire.
+type wireBundle struct {
 	ResourceType string `json:"resourceType"`
 	Type         string `json:"type"`
 	Total        *int   `json:"total"`
@@ -31,10 +37,10 @@ type historyBundle struct {
 		Relation string `json:"relation"`
 		URL      string `json:"url"`
 	} `json:"link"`
-	Entry []historyEntry `json:"entry"`
+	Entry []wireEntry `json:"entry"`
 }
 
-func (b historyBundle) link(rel string) string {
+func (b *wireBundle) link(rel string) string {
 	for _, l := range b.Link {
 		if l.Relation == rel {
 			return l.URL
@@ -42,6 +48,8 @@ func (b historyBundle) link(rel string) string {
 	}
 	return ""
 }
+
+type historyBundle = wireBundle
 
 func getHistory(t testing.TB, c *Client, path string) historyBundle {
 	t.Helper()

@@ -88,31 +88,7 @@ type searchCase struct {
 func n(i int) *int { return &i }
 
 // searchBundle is a searchset page as read from the wire.
-type searchBundle struct {
-	ResourceType string `json:"resourceType"`
-	Type         string `json:"type"`
-	Total        *int   `json:"total"`
-	Link         []struct {
-		Relation string `json:"relation"`
-		URL      string `json:"url"`
-	} `json:"link"`
-	Entry []struct {
-		FullURL  string          `json:"fullUrl"`
-		Resource json.RawMessage `json:"resource"`
-		Search   *struct {
-			Mode string `json:"mode"`
-		} `json:"search"`
-	} `json:"entry"`
-}
-
-func (b *searchBundle) link(rel string) string {
-	for _, l := range b.Link {
-		if l.Relation == rel {
-			return l.URL
-		}
-	}
-	return ""
-}
+type searchBundle = wireBundle
 
 // searchEntry is one entry of a page, decoded.
 type searchEntry struct {
