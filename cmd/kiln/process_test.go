@@ -432,3 +432,31 @@ func largePatient(n int) []byte {
 	b.WriteString(`],"active":true}`)
 	return b.Bytes()
 }
+
+// TestSearchHandlingDefault: --search-handling=strict makes an unknown
+// search parameter a 400 unless the request asks for lenient handling.
+func TestSearchHandlingDefault(t *testing.T) {
+	for _, tc := range []struct {
+		mode   string
+		prefer string
+		want   int
+	}{
+		{"lenient", "", http.StatusOK},
+		{"lenient", "handling=strict", http.StatusBadRequest},
+		{"strict", "", http.StatusBadRequest},
+		{"strict", "handling=lenient", http.StatusOK},
+	} {
+		t.Run(tc.mode+"/"+tc.prefer, func(t *testing.T) {
+			k := startKiln(t, t.TempDir(), "--search-handling", tc.mode)
+			r := k.client(t).Do("GET", "/Patient?no-such-param=1", nil, "Prefer", tc.prefer)
+			if r.Status != tc.want {
+				t.Errorf("status %d, want %d: %s", r.Status, tc.want, r.Body)
+			}
+			k.stop()
+		})
+	}
+	k := spawn(t, nil, "serve", "--auth=none", "--addr", "127.0.0.1:0", "--data", t.TempDir(), "--search-handling", "sloppy")
+	if err := k.wait(startTimeout); err == nil || !strings.Contains(k.logs(), "--search-handling") {
+		t.Errorf("--search-handling=sloppy: exit %v, output %q; want a failure naming the flag", err, k.logs())
+	}
+}
