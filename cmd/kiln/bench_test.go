@@ -22,6 +22,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kiln-fhir/kiln/conformance/synthea"
+
 	"github.com/google/uuid"
 
 	"github.com/kiln-fhir/kiln/conformance/load"
@@ -121,48 +123,34 @@ func BenchmarkREST(b *testing.B) {
 	b.ReportMetric(pre.rate(), "preload-res/s")
 }
 
-// synthea is the benchmark's data: every resource of the Synthea bundles,
+// syntheaData is the benchmark's data: every resource of the Synthea bundles,
 // parsed, and their Observations as JSON.
-type synthea struct {
+type syntheaData struct {
 	resources    []*resource.Resource
 	observations []map[string]any
 }
 
-func loadSynthea(b *testing.B) synthea {
+func loadSynthea(b *testing.B) syntheaData {
 	b.Helper()
-	files, err := filepath.Glob("../../testdata/synthea/*.json")
-	if err != nil || len(files) == 0 {
-		b.Fatalf("no Synthea bundles in testdata/synthea: %v", err)
+	entries, err := synthea.Entries("../../testdata/synthea")
+	if err != nil {
+		b.Fatal(err)
 	}
-	var s synthea
-	for _, f := range files {
-		raw, err := os.ReadFile(f)
+	var s syntheaData
+	for i, e := range entries {
+		r, err := resource.Parse(e.Resource)
 		if err != nil {
-			b.Fatal(err)
+			b.Fatalf("Synthea entry %d: %v", i, err)
 		}
-		var bundle struct {
-			Entry []struct {
-				Resource json.RawMessage `json:"resource"`
-			} `json:"entry"`
-		}
-		if err := json.Unmarshal(raw, &bundle); err != nil {
-			b.Fatalf("%s: %v", f, err)
-		}
-		for i, e := range bundle.Entry {
-			r, err := resource.Parse(e.Resource)
-			if err != nil {
-				b.Fatalf("%s entry %d: %v", filepath.Base(f), i, err)
+		s.resources = append(s.resources, r)
+		if r.Type == "Observation" {
+			dec := json.NewDecoder(bytes.NewReader(e.Resource))
+			dec.UseNumber() // decimals keep their text
+			var m map[string]any
+			if err := dec.Decode(&m); err != nil {
+				b.Fatal(err)
 			}
-			s.resources = append(s.resources, r)
-			if r.Type == "Observation" {
-				dec := json.NewDecoder(bytes.NewReader(e.Resource))
-				dec.UseNumber() // decimals keep their text
-				var m map[string]any
-				if err := dec.Decode(&m); err != nil {
-					b.Fatal(err)
-				}
-				s.observations = append(s.observations, m)
-			}
+			s.observations = append(s.observations, m)
 		}
 	}
 	if len(s.observations) == 0 {

@@ -1,38 +1,23 @@
 package resource
 
 import (
-	"encoding/json"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/kiln-fhir/kiln/conformance/synthea"
 )
 
 // syntheaResources returns every entry[].resource of the Synthea
 // transaction bundles in testdata/synthea, as the bytes a client would send.
 func syntheaResources(tb testing.TB) [][]byte {
 	tb.Helper()
-	files, err := filepath.Glob("../../testdata/synthea/*.json")
-	if err != nil || len(files) == 0 {
-		tb.Fatalf("no Synthea bundles in testdata/synthea: %v", err)
+	entries, err := synthea.Entries("../../testdata/synthea")
+	if err != nil {
+		tb.Fatal(err)
 	}
-	var out [][]byte
-	for _, f := range files {
-		body, err := os.ReadFile(f)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		var bundle struct {
-			Entry []struct {
-				Resource json.RawMessage `json:"resource"`
-			} `json:"entry"`
-		}
-		if err := json.Unmarshal(body, &bundle); err != nil {
-			tb.Fatalf("%s: %v", f, err)
-		}
-		for _, e := range bundle.Entry {
-			out = append(out, e.Resource)
-		}
+	out := make([][]byte, len(entries))
+	for i, e := range entries {
+		out[i] = e.Resource
 	}
 	return out
 }

@@ -4,12 +4,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kiln-fhir/kiln/conformance/synthea"
 )
 
 func date(s string) time.Time {
@@ -492,30 +493,9 @@ func TestFold(t *testing.T) {
 // BenchmarkExtract runs Extract over the Synthea resources, the mix a
 // write path sees.
 func BenchmarkExtract(b *testing.B) {
-	type res struct {
-		typ  string
-		body []byte
-	}
-	var all []res
-	files, _ := filepath.Glob(filepath.Join("..", "..", "testdata", "synthea", "*.json"))
-	for _, f := range files {
-		raw, err := os.ReadFile(f)
-		if err != nil {
-			b.Fatal(err)
-		}
-		var bundle struct {
-			Entry []struct {
-				Resource json.RawMessage `json:"resource"`
-			} `json:"entry"`
-		}
-		if err := json.Unmarshal(raw, &bundle); err != nil {
-			b.Fatal(err)
-		}
-		for _, e := range bundle.Entry {
-			var h struct{ ResourceType string }
-			json.Unmarshal(e.Resource, &h)
-			all = append(all, res{h.ResourceType, e.Resource})
-		}
+	all, err := synthea.Entries(filepath.Join("..", "..", "testdata", "synthea"))
+	if err != nil {
+		b.Fatal(err)
 	}
 	r := Default()
 	b.Run("Extract", func(b *testing.B) {
@@ -523,7 +503,7 @@ func BenchmarkExtract(b *testing.B) {
 		for b.Loop() {
 			x := all[n%len(all)]
 			n++
-			if _, err := r.Extract(x.typ, x.body); err != nil {
+			if _, err := r.Extract(x.Type, x.Resource); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -531,7 +511,7 @@ func BenchmarkExtract(b *testing.B) {
 	// ExtractValue: the extraction alone, without decoding.
 	decoded := make([]map[string]any, len(all))
 	for i, x := range all {
-		d := json.NewDecoder(bytes.NewReader(x.body))
+		d := json.NewDecoder(bytes.NewReader(x.Resource))
 		d.UseNumber()
 		if err := d.Decode(&decoded[i]); err != nil {
 			b.Fatal(err)
@@ -542,7 +522,7 @@ func BenchmarkExtract(b *testing.B) {
 		for b.Loop() {
 			i := n % len(all)
 			n++
-			if _, err := r.ExtractValue(all[i].typ, decoded[i]); err != nil {
+			if _, err := r.ExtractValue(all[i].Type, decoded[i]); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -440,23 +440,10 @@ func TestHistoryPlans(t *testing.T) {
 	}
 }
 
+// explain is the query plan of q with every parameter bound to NULL.
 func explain(t *testing.T, s *Store, q string) string {
 	t.Helper()
-	rows, err := s.rdb.Query("EXPLAIN QUERY PLAN "+q, make([]any, strings.Count(q, "?"))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var plan []string
-	for rows.Next() {
-		var id, parent, notused int
-		var detail string
-		if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
-			t.Fatal(err)
-		}
-		plan = append(plan, detail)
-	}
-	return strings.Join(plan, "; ")
+	return strings.ReplaceAll(explainArgs(t, s, frag{q, make([]any, strings.Count(q, "?"))}), "\n", "; ")
 }
 
 const killHelperEnv = "KILN_SQLITE_KILL_HELPER"

@@ -2,12 +2,12 @@ package sqlite
 
 import (
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/kiln-fhir/kiln/conformance/synthea"
 
 	"github.com/kiln-fhir/kiln/fhir/search"
 )
@@ -30,36 +30,23 @@ var uuidRE = regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}
 // computed, so that reference searches (and patient=) find them.
 func loadSynthea(tb testing.TB) []syntheaResource {
 	tb.Helper()
-	files, err := filepath.Glob("../../testdata/synthea/*.json")
-	if err != nil || len(files) == 0 {
-		tb.Fatalf("no Synthea bundles: %v", err)
+	bundles, err := synthea.Load("../../testdata/synthea")
+	if err != nil {
+		tb.Fatal(err)
 	}
 	var out []syntheaResource
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		var bundle struct {
-			Entry []struct {
-				FullURL  string          `json:"fullUrl"`
-				Resource json.RawMessage `json:"resource"`
-			} `json:"entry"`
-		}
-		if err := json.Unmarshal(b, &bundle); err != nil {
-			tb.Fatal(err)
-		}
+	for _, bundle := range bundles {
 		type header struct{ ResourceType, ID string }
-		heads := make([]header, len(bundle.Entry))
+		heads := make([]header, len(bundle.Entries))
 		var pairs []string // "urn:uuid:…" → "Type/…"
-		for i, e := range bundle.Entry {
+		for i, e := range bundle.Entries {
 			if err := json.Unmarshal(e.Resource, &heads[i]); err != nil {
 				tb.Fatal(err)
 			}
 			pairs = append(pairs, `"`+e.FullURL+`"`, `"`+heads[i].ResourceType+"/"+strings.TrimPrefix(e.FullURL, "urn:uuid:")+`"`)
 		}
 		refs := strings.NewReplacer(pairs...)
-		for i, e := range bundle.Entry {
+		for i, e := range bundle.Entries {
 			body := refs.Replace(string(e.Resource))
 			index, err := search.Extract(heads[i].ResourceType, []byte(body))
 			if err != nil {
