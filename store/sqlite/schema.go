@@ -6,12 +6,24 @@ import (
 	"fmt"
 )
 
-// schemaVersion is kept in PRAGMA user_version, so a file written by a newer
-// Kiln is refused instead of being misread. Bump it with every layout change
-// and add the step to migrate.
+// The schema version is kept in PRAGMA user_version, so a file written by a
+// newer Kiln is refused instead of being misread. A layout change is a new
+// entry at the end of steps; a file at version v runs every step after v.
 //
 // 2: search index tables; current gained rid and last_updated.
-const schemaVersion = 2
+var steps = []step{
+	{2, schemaV2},
+}
+
+// step brings a file of version to-1 (or 0 for the first step: a new
+// file) to version to.
+type step struct {
+	to    int
+	stmts []string
+}
+
+// schemaVersion is the version this Kiln writes.
+var schemaVersion = steps[len(steps)-1].to
 
 // schemaV2 is the file layout.
 //
@@ -224,7 +236,6 @@ var schemaV2 = []string{
 		PRIMARY KEY (pid, code, system, rid, tup)
 	) WITHOUT ROWID, STRICT`,
 	`CREATE INDEX ix_comp_rid ON ix_comp (rid, pid)`,
-	`PRAGMA user_version = 2`,
 }
 
 // migrate brings the file at conn to schemaVersion. It runs under the write
@@ -249,17 +260,23 @@ func migrate(ctx context.Context, conn *sql.Conn) (err error) {
 		return err
 	}
 	switch {
-	case v == schemaVersion:
 	case v > schemaVersion:
 		return fmt.Errorf("schema version %d is newer than this Kiln understands (%d)", v, schemaVersion)
-	case v == 0:
-		for _, stmt := range schemaV2 {
+	case v != 0 && v < steps[0].to:
+		return fmt.Errorf("schema version %d has no search index: this Kiln needs %d; re-import the data into a new file", v, schemaVersion)
+	}
+	for _, st := range steps {
+		if st.to <= v {
+			continue
+		}
+		for _, stmt := range st.stmts {
 			if _, err := conn.ExecContext(ctx, stmt); err != nil {
-				return err
+				return fmt.Errorf("schema step %d: %w", st.to, err)
 			}
 		}
-	default:
-		return fmt.Errorf("schema version %d has no search index: this Kiln needs %d; re-import the data into a new file", v, schemaVersion)
+		if _, err := conn.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", st.to)); err != nil {
+			return err
+		}
 	}
 	_, err = conn.ExecContext(ctx, "COMMIT")
 	return err
