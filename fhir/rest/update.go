@@ -1,6 +1,7 @@
 package rest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -22,6 +23,9 @@ const maxRetries = 5
 func (a *API) update(w http.ResponseWriter, r *http.Request) error {
 	v := mux.Vars(r)
 	typ, id := v["type"], v["id"]
+	if err := a.permit(r.Context(), OpUpdate, typ, nil); err != nil {
+		return err
+	}
 	parsed, err := a.parseBody(r, typ)
 	if err != nil {
 		return err
@@ -50,11 +54,20 @@ func (a *API) updateParsed(w http.ResponseWriter, r *http.Request, parsed *resou
 		if err != nil {
 			return err
 		}
+		if err := a.permitWrite(r, OpUpdate, typ, id); err != nil {
+			return err
+		}
 		if ifMatch != 0 && ifMatch != current {
 			return preconditionFailed(ifMatch, current)
 		}
 		ch, err := a.stamp(r, parsed, id, current+1, store.MethodPut)
 		if err != nil {
+			return err
+		}
+		// Both ends of an update (SMART u, update-as-create included):
+		// the stored version above, the new one here. A patient may not
+		// move a resource out of their compartment, nor into another's.
+		if err := a.permit(r.Context(), OpUpdate, ch.Type, ch.Body); err != nil {
 			return err
 		}
 		err = a.store.Commit(r.Context(), ch)
@@ -79,6 +92,35 @@ func (a *API) updateParsed(w http.ResponseWriter, r *http.Request, parsed *resou
 		a.writeWritten(w, r, status, changed(ch))
 		return nil
 	}
+}
+
+// permitWrite checks op on the stored typ/id before it is replaced or
+// deleted (a delete version by what it deleted); nothing stored passes.
+// A write to a resource outside what the access reaches is 403: unlike
+// a read, a write cannot be answered as if the id were free.
+func (a *API) permitWrite(r *http.Request, op Op, typ, id string) error {
+	if boundOf(r.Context()) == nil {
+		return nil // no access control: spare the read
+	}
+	res, err := a.store.Read(r.Context(), typ, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil && !errors.Is(err, store.ErrGone) {
+		return err
+	}
+	return a.permitStored(r.Context(), op, res, err)
+}
+
+// permitStored is permitWrite for a version already read (err: the
+// store's answer, nil or ErrGone).
+func (a *API) permitStored(ctx context.Context, op Op, res store.Resource, err error) error {
+	err = a.permitVersion(ctx, op, res, err)
+	if isNotVisible(err) {
+		return outcome.Newf(http.StatusForbidden, outcome.CodeForbidden,
+			"the access token does not allow this %s: the stored resource is outside what its scopes reach", op)
+	}
+	return err
 }
 
 // currentVersion is the latest version of typ/id (0 when there is none)

@@ -1,0 +1,381 @@
+package rest_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/kiln-fhir/kiln/conformance/apitest"
+	"github.com/kiln-fhir/kiln/conformance/synthea"
+	"github.com/kiln-fhir/kiln/fhir/rest"
+	"github.com/kiln-fhir/kiln/store/sqlite"
+)
+
+// tokens stands for the token validator (the smart package in cmd/kiln):
+// a bearer token string names a fixed Access. What is under test is the
+// enforcement in fhir/rest, not token validation.
+type tokens struct {
+	mu sync.Mutex
+	m  map[string]*rest.Access
+}
+
+func (t *tokens) Authorize(r *http.Request) (*rest.Access, error) {
+	h := r.Header.Get("Authorization")
+	if h == "" {
+		return nil, rest.ErrNoToken
+	}
+	tok, ok := strings.CutPrefix(h, "Bearer ")
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if acc := t.m[tok]; ok && acc != nil {
+		return acc, nil
+	}
+	return nil, rest.ErrInvalidToken
+}
+
+// add registers token for acc.
+func (t *tokens) add(token string, acc *rest.Access) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.m[token] = acc
+}
+
+// person is one patient's record as loaded: ids by type, and the bodies.
+type person struct {
+	id, family string
+	ids        map[string][]string // type → ids
+	bodies     map[string][]byte   // "Type/id" → body as loaded
+}
+
+// matrixTypes are the types every attempt is made on (issue 5: "for each
+// of the main resource types").
+var matrixTypes = []string{"Patient", "Observation", "Condition", "MedicationRequest", "Encounter", "AllergyIntolerance", "Immunization"}
+
+// patientParam is the parameter by which each type names its patient.
+var patientParam = map[string]string{
+	"Observation": "subject", "Condition": "subject", "MedicationRequest": "subject", "Encounter": "subject",
+	"AllergyIntolerance": "patient", "Immunization": "patient",
+}
+
+type fixture struct {
+	srv  *httptest.Server
+	toks *tokens
+	a, b person
+	// bOnly are the ids that belong to B's record alone (not the
+	// directory resources the two records share).
+	bOnly []string
+	// crossObs is an Observation of A whose focus is B's Condition
+	// crossCond: a reference out of A's compartment that _include and
+	// chains must not follow.
+	crossObs, crossCond string
+}
+
+const labCategory = "http://terminology.hl7.org/CodeSystem/observation-category|laboratory"
+
+// newFixture loads two Synthea patients into a real SQLite file through
+// the HTTP API (with a system/*.cruds token), plus an AllergyIntolerance
+// each (the bundles have none) and one cross-patient reference.
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	db, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(t.TempDir(), "kiln.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	bundles, err := synthea.Load("../../testdata/synthea")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{toks: &tokens{m: map[string]*rest.Access{
+		"admin": {ClientID: "loader", Rules: []rest.Rule{{Context: "system", Type: "*", Ops: "cruds"}}},
+	}}}
+	f.srv = httptest.NewServer(rest.New(rest.Config{Auth: f.toks}, db))
+	t.Cleanup(f.srv.Close)
+	admin := f.client(t, "admin")
+
+	load := func(file string) person {
+		i := slices.IndexFunc(bundles, func(b synthea.Bundle) bool { return strings.HasPrefix(b.File, file) })
+		if i < 0 {
+			t.Fatalf("no bundle %s", file)
+		}
+		p := person{ids: map[string][]string{}, bodies: map[string][]byte{}}
+		var pairs []string
+		for _, e := range bundles[i].Entries {
+			pairs = append(pairs, `"`+e.FullURL+`"`, `"`+e.Type+"/"+strings.TrimPrefix(e.FullURL, "urn:uuid:")+`"`)
+		}
+		refs := strings.NewReplacer(pairs...)
+		for _, e := range bundles[i].Entries {
+			id := strings.TrimPrefix(e.FullURL, "urn:uuid:")
+			body := []byte(refs.Replace(string(e.Resource)))
+			r := admin.Do("PUT", "/"+e.Type+"/"+id, body)
+			if r.Status != http.StatusCreated && r.Status != http.StatusOK {
+				t.Fatalf("loading %s/%s: %d %s", e.Type, id, r.Status, r.Body)
+			}
+			p.ids[e.Type] = append(p.ids[e.Type], id)
+			p.bodies[e.Type+"/"+id] = r.Body
+			if e.Type == "Patient" {
+				p.id = id
+				var pt struct{ Name []struct{ Family string } }
+				json.Unmarshal(e.Resource, &pt)
+				p.family = pt.Name[0].Family
+			}
+		}
+		allergy := `{"resourceType":"AllergyIntolerance","patient":{"reference":"Patient/` + p.id + `"},` +
+			`"code":{"coding":[{"system":"http://snomed.info/sct","code":"91936005"}]}}`
+		r := admin.Do("POST", "/AllergyIntolerance", []byte(allergy))
+		if r.Status != http.StatusCreated {
+			t.Fatalf("allergy: %d %s", r.Status, r.Body)
+		}
+		id := idOf(t, r.Body)
+		p.ids["AllergyIntolerance"] = append(p.ids["AllergyIntolerance"], id)
+		p.bodies["AllergyIntolerance/"+id] = r.Body
+		return p
+	}
+	f.a, f.b = load("Buster_Hoeger"), load("Joie_Morissette")
+	if f.a.family == f.b.family {
+		t.Fatal("the two patients must have different family names")
+	}
+	f.crossCond = f.b.ids["Condition"][0]
+	for typ, ids := range f.b.ids {
+		for _, id := range ids {
+			// Directory data is readable by both; crossCond's id is in A's
+			// record too (the reference), so the tests look for the
+			// resource itself.
+			if typ != "Organization" && typ != "Practitioner" && id != f.crossCond {
+				f.bOnly = append(f.bOnly, id)
+			}
+		}
+	}
+	cross := `{"resourceType":"Observation","status":"final","code":{"text":"family history"},` +
+		`"subject":{"reference":"Patient/` + f.a.id + `"},"focus":[{"reference":"Condition/` + f.crossCond + `"}]}`
+	r := admin.Do("POST", "/Observation", []byte(cross))
+	if r.Status != http.StatusCreated {
+		t.Fatalf("cross observation: %d %s", r.Status, r.Body)
+	}
+	f.crossObs = idOf(t, r.Body)
+	f.a.ids["Observation"] = append(f.a.ids["Observation"], f.crossObs)
+	f.a.bodies["Observation/"+f.crossObs] = r.Body
+	return f
+}
+
+func (f *fixture) client(t *testing.T, token string) *authClient {
+	return &authClient{c: apitest.Client{T: t, Base: f.srv.URL, HTTP: f.srv.Client()}, token: token}
+}
+
+// authClient sends every request with its bearer token.
+type authClient struct {
+	c     apitest.Client
+	token string
+}
+
+func (c *authClient) Do(method, path string, body []byte, header ...string) apitest.Response {
+	c.c.T.Helper()
+	if c.token != "" {
+		header = append(header, "Authorization", "Bearer "+c.token)
+	}
+	return c.c.Do(method, path, body, header...)
+}
+
+func idOf(t *testing.T, body []byte) string {
+	t.Helper()
+	var r struct{ ID string }
+	if err := json.Unmarshal(body, &r); err != nil || r.ID == "" {
+		t.Fatalf("no id in %s", body)
+	}
+	return r.ID
+}
+
+// leaked returns the first of ids found in a response body. A Bundle's
+// links are left out: they echo the client's own query (a search for
+// _id=<B's id> names it in its self link) and reveal nothing.
+func leaked(t *testing.T, body []byte, ids []string) string {
+	t.Helper()
+	var m map[string]any
+	if json.Unmarshal(body, &m) == nil && m["resourceType"] == "Bundle" {
+		delete(m, "link")
+		body, _ = json.Marshal(m)
+	}
+	for _, id := range ids {
+		if bytes.Contains(body, []byte(id)) {
+			return id
+		}
+	}
+	return ""
+}
+
+// bundleIDs lists the Type/id of the entries of a Bundle response.
+func bundleIDs(t *testing.T, r apitest.Response) []string {
+	t.Helper()
+	var b struct {
+		ResourceType string
+		Entry        []struct {
+			Resource struct{ ResourceType, ID string }
+		}
+	}
+	if err := json.Unmarshal(r.Body, &b); err != nil || b.ResourceType != "Bundle" {
+		t.Fatalf("not a Bundle (%d): %s", r.Status, r.Body)
+	}
+	var out []string
+	for _, e := range b.Entry {
+		out = append(out, e.Resource.ResourceType+"/"+e.Resource.ID)
+	}
+	return out
+}
+
+// withRef returns body (a JSON resource) with its patient reference
+// pointing at Patient/patient; without id when dropID.
+func withRef(t *testing.T, typ string, body []byte, patient string, dropID bool) []byte {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(body, &m); err != nil {
+		t.Fatal(err)
+	}
+	ref := map[string]any{"reference": "Patient/" + patient}
+	if typ == "Patient" {
+		m["link"] = []any{map[string]any{"other": ref, "type": "seealso"}}
+	} else {
+		m[patientParam[typ]] = ref
+	}
+	if dropID {
+		delete(m, "id")
+	}
+	delete(m, "meta")
+	out, _ := json.Marshal(m)
+	return out
+}
+
+// TestPatientMatrix: patient A's token (patient/*.cruds) tries to reach
+// patient B's data through every interaction fhir/rest serves, on each
+// main type (issue 5, "A matrix test"; checklist C-SC-05). Every attempt
+// is refused or filtered, no response carries an id of B's record, and
+// B's record is unchanged at the end.
+func TestPatientMatrix(t *testing.T) {
+	f := newFixture(t)
+	a, b := f.a, f.b
+	f.toks.add("A", &rest.Access{ClientID: "portal", FHIRUser: "Patient/" + a.id, Patient: a.id,
+		Rules: []rest.Rule{{Context: "patient", Type: "*", Ops: "cruds"}}})
+	ca := f.client(t, "A")
+	admin := f.client(t, "admin")
+
+	type attempt struct {
+		name, method, path string
+		body               []byte
+		header             []string
+		want               []int    // accepted statuses
+		empty              bool     // a 200 must be a Bundle without entries
+		absent             []string // entries (Type/id) a 200 Bundle must not hold
+	}
+	var attempts []attempt
+	refused := []int{http.StatusForbidden, http.StatusNotFound}
+	for _, typ := range matrixTypes {
+		bID := b.ids[typ][0]
+		aID := a.ids[typ][0]
+		bBody := b.bodies[typ+"/"+bID]
+		aBody := a.bodies[typ+"/"+aID]
+		patientSearch := "patient=Patient/" + b.id
+		if typ == "Patient" {
+			patientSearch = "_id=" + b.id
+		}
+		attempts = append(attempts,
+			attempt{name: "read", method: "GET", path: "/" + typ + "/" + bID, want: []int{404}},
+			attempt{name: "conditional read", method: "GET", path: "/" + typ + "/" + bID, header: []string{"If-None-Match", "*"}, want: []int{404}},
+			attempt{name: "read _summary", method: "GET", path: "/" + typ + "/" + bID + "?_summary=true", want: []int{404}},
+			attempt{name: "vread", method: "GET", path: "/" + typ + "/" + bID + "/_history/1", want: []int{404}},
+			attempt{name: "instance history", method: "GET", path: "/" + typ + "/" + bID + "/_history", want: []int{404}},
+			attempt{name: "type history", method: "GET", path: "/" + typ + "/_history", want: []int{403}},
+			attempt{name: "search _id", method: "GET", path: "/" + typ + "?_id=" + bID, want: []int{200}, empty: true},
+			attempt{name: "search patient", method: "GET", path: "/" + typ + "?" + patientSearch, want: []int{200}, empty: true},
+			attempt{name: "POST _search", method: "POST", path: "/" + typ + "/_search", body: []byte("_id=" + bID),
+				header: []string{"Content-Type", "application/x-www-form-urlencoded"}, want: []int{200}, empty: true},
+			attempt{name: "compartment search", method: "GET", path: "/Patient/" + b.id + "/" + typ, want: []int{200}, empty: true},
+			attempt{name: "system search _type", method: "GET", path: "/?_type=" + typ + "&_id=" + bID, want: []int{200}, empty: true},
+			attempt{name: "update B's resource", method: "PUT", path: "/" + typ + "/" + bID, body: bBody, want: []int{403}},
+			attempt{name: "update B's resource into A's compartment", method: "PUT", path: "/" + typ + "/" + bID,
+				body: withRef(t, typ, bBody, a.id, false), want: []int{403}},
+			attempt{name: "delete", method: "DELETE", path: "/" + typ + "/" + bID, want: []int{403}},
+			attempt{name: "conditional update", method: "PUT", path: "/" + typ + "?_id=" + bID, body: bBody, want: []int{403}},
+			attempt{name: "conditional delete", method: "DELETE", path: "/" + typ + "?_id=" + bID, want: []int{204}},
+			attempt{name: "conditional create finds nothing of B", method: "POST", path: "/" + typ,
+				body: withRef(t, typ, bBody, b.id, true), header: []string{"If-None-Exist", "_id=" + bID}, want: refused},
+		)
+		if typ != "Patient" {
+			attempts = append(attempts,
+				attempt{name: "chain", method: "GET", path: "/" + typ + "?patient.family=" + url.QueryEscape(b.family), want: []int{200}, empty: true},
+				attempt{name: "chain _id", method: "GET", path: "/" + typ + "?patient._id=" + b.id, want: []int{200}, empty: true},
+				attempt{name: "_has", method: "GET", path: "/Patient?_has:" + typ + ":patient:_id=" + bID, want: []int{200}, empty: true},
+				attempt{name: "_revinclude", method: "GET", path: "/Patient?_revinclude=" + typ + ":patient", want: []int{200}},
+				attempt{name: "create for B", method: "POST", path: "/" + typ, body: withRef(t, typ, aBody, b.id, true), want: []int{403}},
+			)
+		}
+		attempts = append(attempts,
+			attempt{name: "move A's resource into B's compartment", method: "PUT", path: "/" + typ + "/" + aID,
+				body: withRef(t, typ, aBody, b.id, false), want: []int{403}})
+	}
+	practitioner := b.ids["Practitioner"][0]
+	attempts = append(attempts,
+		attempt{name: "system history", method: "GET", path: "/_history", want: []int{403}},
+		attempt{name: "system search", method: "GET", path: "/?_id=" + strings.Join(f.bOnly[:50], ","), want: []int{200}, empty: true},
+		attempt{name: "system search _type several", method: "GET", path: "/?_type=Observation,Condition&patient=Patient/" + b.id, want: []int{200}, empty: true},
+		attempt{name: "_include out of the compartment", method: "GET", path: "/Observation?_id=" + f.crossObs + "&_include=Observation:focus", want: []int{200},
+			absent: []string{"Condition/" + f.crossCond}},
+		attempt{name: "_include:iterate", method: "GET", path: "/Observation?_include:iterate=*&_include=*", want: []int{200},
+			absent: []string{"Condition/" + f.crossCond}},
+		attempt{name: "chain through A's resource", method: "GET", path: "/Observation?focus:Condition._id=" + f.crossCond, want: []int{200}, empty: true},
+		attempt{name: "_revinclude on directory data", method: "GET", path: "/Practitioner?_id=" + practitioner + "&_revinclude=Encounter:participant", want: []int{200}},
+		attempt{name: "_has on directory data", method: "GET", path: "/Practitioner?_has:Encounter:participant:patient=Patient/" + b.id, want: []int{200}, empty: true},
+		attempt{name: "inject into B's compartment", method: "POST", path: "/Observation", body: []byte(`{"resourceType":"Observation","status":"final","code":{"text":"x"},` +
+			`"subject":{"reference":"Patient/` + a.id + `"},"performer":[{"reference":"Patient/` + b.id + `"}]}`), want: []int{403}},
+		attempt{name: "write directory data", method: "PUT", path: "/Practitioner/" + practitioner, body: b.bodies["Practitioner/"+practitioner], want: []int{403}},
+	)
+
+	for _, at := range attempts {
+		typ := ""
+		if i := strings.IndexAny(at.path[1:], "/?"); i > 0 {
+			typ = at.path[1 : i+1]
+		}
+		t.Run(typ+" "+at.name, func(t *testing.T) {
+			r := ca.Do(at.method, at.path, at.body, at.header...)
+			if !slices.Contains(at.want, r.Status) {
+				t.Fatalf("%s %s: status %d, want one of %v\n%.300s", at.method, at.path, r.Status, at.want, r.Body)
+			}
+			if id := leaked(t, r.Body, append(f.bOnly, b.id)); id != "" {
+				t.Fatalf("%s %s: the response names %s of B's record:\n%.300s", at.method, at.path, id, r.Body)
+			}
+			if r.Status == http.StatusOK && len(at.absent) > 0 {
+				for _, e := range bundleIDs(t, r) {
+					if slices.Contains(at.absent, e) {
+						t.Fatalf("%s %s: the Bundle holds %s", at.method, at.path, e)
+					}
+				}
+			}
+			if r.Status == http.StatusOK && at.empty {
+				if got := bundleIDs(t, r); len(got) != 0 {
+					t.Fatalf("%s %s: want no entries, got %v", at.method, at.path, got)
+				}
+			}
+			if r.Status == http.StatusForbidden {
+				if !bytes.Contains(r.Body, []byte(`"code":"forbidden"`)) {
+					t.Errorf("403 without an OperationOutcome forbidden issue: %s", r.Body)
+				}
+			}
+		})
+	}
+
+	// B's record is as it was loaded: every resource at version 1.
+	for typ, ids := range b.ids {
+		for _, id := range ids {
+			r := admin.Do("GET", "/"+typ+"/"+id, nil)
+			if r.Status != http.StatusOK || !bytes.Contains(r.Body, []byte(`"versionId":"1"`)) {
+				t.Errorf("B's %s/%s changed: %d %.200s", typ, id, r.Status, r.Body)
+			}
+		}
+	}
+}
