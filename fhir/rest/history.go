@@ -51,9 +51,8 @@ func (a *API) wholeHistory(r *http.Request, typ string) error {
 		if typ == "*" {
 			what = "every type"
 		}
-		return outcome.Newf(http.StatusForbidden, outcome.CodeForbidden,
-			"history of %s is not available to an access confined to a patient's compartment or a granular scope: "+
-				"use instance history, or search with _lastUpdated", what)
+		return refuse("history of %s is not available to an access confined to a patient's compartment or a granular scope: "+
+			"use instance history, or search with _lastUpdated", what)
 	}
 	return nil
 }

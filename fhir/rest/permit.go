@@ -195,8 +195,7 @@ func (a *API) permit(ctx context.Context, op Op, typ string, body []byte) error 
 	if !write {
 		return notVisible()
 	}
-	return outcome.Newf(http.StatusForbidden, outcome.CodeForbidden,
-		"the access token does not allow this %s: the resource (as stored or as sent) is outside what its scopes reach", op)
+	return refuse("the access token does not allow this %s: the resource (as stored or as sent) is outside what its scopes reach", op)
 }
 
 // confine returns a clause the store must AND into any search of typ so that
@@ -549,7 +548,13 @@ func satisfies(doc *document, cl *search.Clause) bool {
 // forbidden is the 403 for an interaction no granted scope allows
 // (RFC 6750 §3.1 insufficient_scope).
 func forbidden(op Op, typ string) error {
-	return outcome.Newf(http.StatusForbidden, outcome.CodeForbidden, "the access token's scopes do not allow %s on %s", op, typ).
+	return refuse("the access token's scopes do not allow %s on %s", op, typ)
+}
+
+// refuse is a 403 of access control: the token is valid but does not
+// reach what the request asks (RFC 6750 §3.1 insufficient_scope).
+func refuse(format string, args ...any) error {
+	return outcome.Newf(http.StatusForbidden, outcome.CodeForbidden, format, args...).
 		With("WWW-Authenticate", `Bearer realm="`+realm+`", error="insufficient_scope"`)
 }
 

@@ -266,16 +266,17 @@ func TestPatientMatrix(t *testing.T) {
 	admin := f.client(t, "admin")
 
 	type attempt struct {
-		name, method, path string
-		body               []byte
-		header             []string
-		want               []int    // accepted statuses
-		empty              bool     // a 200 must be a Bundle without entries
-		absent             []string // entries (Type/id) a 200 Bundle must not hold
+		typ, name, method, path string
+		body                    []byte
+		header                  []string
+		want                    []int    // accepted statuses
+		empty                   bool     // a 200 must be a Bundle without entries
+		absent                  []string // entries (Type/id) a 200 Bundle must not hold
 	}
 	var attempts []attempt
 	refused := []int{http.StatusForbidden, http.StatusNotFound}
 	for _, typ := range matrixTypes {
+		first := len(attempts)
 		bID := b.ids[typ][0]
 		aID := a.ids[typ][0]
 		bBody := b.bodies[typ+"/"+bID]
@@ -318,6 +319,9 @@ func TestPatientMatrix(t *testing.T) {
 		attempts = append(attempts,
 			attempt{name: "move A's resource into B's compartment", method: "PUT", path: "/" + typ + "/" + aID,
 				body: withRef(t, typ, aBody, b.id, false), want: []int{403}})
+		for i := first; i < len(attempts); i++ {
+			attempts[i].typ = typ
+		}
 	}
 	practitioner := b.ids["Practitioner"][0]
 	attempts = append(attempts,
@@ -337,11 +341,7 @@ func TestPatientMatrix(t *testing.T) {
 	)
 
 	for _, at := range attempts {
-		typ := ""
-		if i := strings.IndexAny(at.path[1:], "/?"); i > 0 {
-			typ = at.path[1 : i+1]
-		}
-		t.Run(typ+" "+at.name, func(t *testing.T) {
+		t.Run(at.typ+" "+at.name, func(t *testing.T) {
 			r := ca.Do(at.method, at.path, at.body, at.header...)
 			if !slices.Contains(at.want, r.Status) {
 				t.Fatalf("%s %s: status %d, want one of %v\n%.300s", at.method, at.path, r.Status, at.want, r.Body)
@@ -377,5 +377,276 @@ func TestPatientMatrix(t *testing.T) {
 				t.Errorf("B's %s/%s changed: %d %.200s", typ, id, r.Status, r.Body)
 			}
 		}
+	}
+}
+
+// category reports whether an Observation body has the category code.
+func category(t *testing.T, body []byte, code string) bool {
+	t.Helper()
+	var o struct {
+		Category []struct {
+			Coding []struct{ System, Code string }
+		}
+	}
+	if err := json.Unmarshal(body, &o); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range o.Category {
+		for _, cd := range c.Coding {
+			if cd.System == "http://terminology.hl7.org/CodeSystem/observation-category" && cd.Code == code {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// TestScopes: what each kind of scope allows, positive cases included
+// (checklist C-SC-01, C-SC-05, C-SC-06, C-SC-08, C-RS-02 to C-RS-04):
+// patient A reads and searches all of A's data and nothing more; v1 and
+// v2 scopes limit types and operations; granular scopes filter by
+// category; user/ scopes follow the fhirUser; system/ scopes go by type.
+func TestScopes(t *testing.T) {
+	f := newFixture(t)
+	a, b := f.a, f.b
+	rules := func(ctx, typ, ops string, query ...string) rest.Rule {
+		r := rest.Rule{Context: ctx, Type: typ, Ops: ops}
+		if len(query) > 0 {
+			r.Query = url.Values{}
+			for i := 0; i+1 < len(query); i += 2 {
+				r.Query.Add(query[i], query[i+1])
+			}
+		}
+		return r
+	}
+	patientA := func(rs ...rest.Rule) *rest.Access {
+		return &rest.Access{ClientID: "app", FHIRUser: "Patient/" + a.id, Patient: a.id, Rules: rs}
+	}
+	const vital = "http://terminology.hl7.org/CodeSystem/observation-category|vital-signs"
+	for tok, acc := range map[string]*rest.Access{
+		"A":            patientA(rules("patient", "*", "cruds")),
+		"v1-obs-read":  patientA(rules("patient", "Observation", "rs")), // patient/Observation.read
+		"v2-obs-r":     patientA(rules("patient", "Observation", "r")),
+		"lab":          patientA(rules("patient", "Observation", "rs", "category", labCategory)),
+		"lab+vital":    patientA(rules("patient", "Observation", "rs", "category", labCategory), rules("patient", "Observation", "rs", "category", vital)),
+		"user-patient": {FHIRUser: "Patient/" + a.id, Rules: []rest.Rule{rules("user", "*", "rs")}},
+		"practitioner": {FHIRUser: "Practitioner/" + b.ids["Practitioner"][0], Rules: []rest.Rule{rules("user", "*", "rs")}},
+		"related":      {FHIRUser: "RelatedPerson/r1", Rules: []rest.Rule{rules("user", "*", "rs")}},
+		"system-obs":   {ClientID: "backend", Rules: []rest.Rule{rules("system", "Observation", "rs")}},
+		"no-patient":   {Rules: []rest.Rule{rules("patient", "*", "rs")}},
+	} {
+		f.toks.add(tok, acc)
+	}
+
+	var aLab, aLabVital []string
+	for _, id := range a.ids["Observation"] {
+		body := a.bodies["Observation/"+id]
+		lab := category(t, body, "laboratory")
+		if lab {
+			aLab = append(aLab, "Observation/"+id)
+		}
+		if lab || category(t, body, "vital-signs") {
+			aLabVital = append(aLabVital, "Observation/"+id)
+		}
+	}
+	if len(aLab) == 0 || len(aLabVital) == len(aLab) || len(aLabVital) == len(a.ids["Observation"]) {
+		t.Fatalf("the fixture needs lab, vital-signs and other observations for A: %d lab, %d lab+vital of %d", len(aLab), len(aLabVital), len(a.ids["Observation"]))
+	}
+	typed := func(typ string, ids []string) []string {
+		var out []string
+		for _, id := range ids {
+			out = append(out, typ+"/"+id)
+		}
+		return out
+	}
+	aObs := typed("Observation", a.ids["Observation"])
+	bObs := typed("Observation", b.ids["Observation"])
+	aLabID := strings.TrimPrefix(aLab[0], "Observation/")
+	aVitalID := ""
+	for _, id := range a.ids["Observation"] {
+		if category(t, a.bodies["Observation/"+id], "vital-signs") {
+			aVitalID = id
+			break
+		}
+	}
+	aCond, bCond := a.ids["Condition"][0], b.ids["Condition"][0]
+	newObs := func(patient string) []byte {
+		return []byte(`{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/` + patient + `"}}`)
+	}
+
+	cases := []struct {
+		name, token, method, path string
+		body                      []byte
+		want                      int
+		entries                   []string // a Bundle's entries, exactly (any order)
+	}{
+		// A's own record, whole (no omissions, nothing more).
+		{"A reads A", "A", "GET", "/Patient/" + a.id, nil, 200, nil},
+		{"A searches A's observations", "A", "GET", "/Observation?_count=500", nil, 200, aObs},
+		{"A's compartment search", "A", "GET", "/Patient/" + a.id + "/Observation?_count=500", nil, 200, aObs},
+		{"A's patient search", "A", "GET", "/Observation?_count=500&patient=" + a.id, nil, 200, aObs},
+		{"A searches several types", "A", "GET", "/?_type=Observation,Condition&_count=500", nil, 200, append(typed("Condition", a.ids["Condition"]), aObs...)},
+		{"A includes A's patient", "A", "GET", "/Observation?_id=" + aLabID + "&_include=Observation:patient", nil, 200, []string{aLab[0], "Patient/" + a.id}},
+		{"A reads a practitioner (directory)", "A", "GET", "/Practitioner/" + b.ids["Practitioner"][0], nil, 200, nil},
+		{"A searches organizations (directory)", "A", "GET", "/Organization?_id=" + b.ids["Organization"][0], nil, 200, []string{"Organization/" + b.ids["Organization"][0]}},
+		{"A vreads A", "A", "GET", "/Observation/" + aLabID + "/_history/1", nil, 200, nil},
+		{"A's instance history", "A", "GET", "/Observation/" + aLabID + "/_history", nil, 200, []string{aLab[0]}},
+
+		// v1 patient/Observation.read (= rs) and v2 patient/Observation.r.
+		{"v1 read reads", "v1-obs-read", "GET", "/Observation/" + aLabID, nil, 200, nil},
+		{"v1 read searches", "v1-obs-read", "GET", "/Observation?_count=500", nil, 200, aObs},
+		{"v1 read: other type", "v1-obs-read", "GET", "/Condition/" + aCond, nil, 403, nil},
+		{"v1 read: search other type", "v1-obs-read", "GET", "/Condition", nil, 403, nil},
+		{"v1 read: no create", "v1-obs-read", "POST", "/Observation", newObs(a.id), 403, nil},
+		{"v1 read: no delete", "v1-obs-read", "DELETE", "/Observation/" + aLabID, nil, 403, nil},
+		{"v1 read: B's", "v1-obs-read", "GET", "/Observation/" + b.ids["Observation"][0], nil, 404, nil},
+		{"v2 r reads", "v2-obs-r", "GET", "/Observation/" + aLabID, nil, 200, nil},
+		{"v2 r: no search", "v2-obs-r", "GET", "/Observation", nil, 403, nil},
+		{"v2 r: _type naming a denied type", "A", "GET", "/?_type=Observation,Questionnaire", nil, 403, nil},
+
+		// Granular scopes (C-SC-06): only the granted categories.
+		{"lab searches lab", "lab", "GET", "/Observation?_count=500", nil, 200, aLab},
+		{"lab reads lab", "lab", "GET", "/Observation/" + aLabID, nil, 200, nil},
+		{"lab cannot read vital signs", "lab", "GET", "/Observation/" + aVitalID, nil, 404, nil},
+		{"lab asks for vital signs", "lab", "GET", "/Observation?category=vital-signs", nil, 200, []string{}},
+		{"lab+vital searches both", "lab+vital", "GET", "/Observation?_count=500", nil, 200, aLabVital},
+		{"lab: chain into a type not granted", "lab", "GET", "/Observation?patient._id=" + a.id, nil, 403, nil},
+		{"lab: chain into a granted type", "A", "GET", "/Observation?_count=500&patient._id=" + a.id, nil, 200, aObs},
+
+		// user/ scopes follow the fhirUser.
+		{"Patient user is confined", "user-patient", "GET", "/Observation/" + b.ids["Observation"][0], nil, 404, nil},
+		{"Patient user reads own", "user-patient", "GET", "/Observation/" + aLabID, nil, 200, nil},
+		{"Patient user: no type history", "user-patient", "GET", "/Observation/_history", nil, 403, nil},
+		{"Practitioner user sees both", "practitioner", "GET", "/Observation?_count=500", nil, 200, append(append([]string{}, aObs...), bObs...)},
+		{"Practitioner user reads B", "practitioner", "GET", "/Condition/" + bCond, nil, 200, nil},
+		{"Practitioner user: no write scope", "practitioner", "POST", "/Observation", newObs(a.id), 403, nil},
+		{"Practitioner user: type history", "practitioner", "GET", "/Observation/_history?_count=1", nil, 200, nil},
+		{"RelatedPerson user: no rule yet", "related", "GET", "/Observation", nil, 403, nil},
+
+		// system/ scopes: by type only.
+		{"system reads B", "system-obs", "GET", "/Observation/" + b.ids["Observation"][0], nil, 200, nil},
+		{"system: other type", "system-obs", "GET", "/Condition/" + bCond, nil, 403, nil},
+		{"system: type history", "system-obs", "GET", "/Observation/_history?_count=1", nil, 200, nil},
+		{"system: no system history", "system-obs", "GET", "/_history", nil, 403, nil},
+
+		// A patient scope without a patient in context reaches nothing.
+		{"no patient in context", "no-patient", "GET", "/Observation", nil, 403, nil},
+
+		// Last: it adds to A's record.
+		{"A creates for A", "A", "POST", "/Observation", newObs(a.id), 201, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := f.client(t, tc.token).Do(tc.method, tc.path, tc.body)
+			if r.Status != tc.want {
+				t.Fatalf("%s %s: status %d, want %d\n%.300s", tc.method, tc.path, r.Status, tc.want, r.Body)
+			}
+			if r.Status == http.StatusForbidden {
+				if !bytes.Contains(r.Body, []byte(`"code":"forbidden"`)) || !strings.Contains(r.Header.Get("WWW-Authenticate"), "Bearer") {
+					t.Errorf("403 without an OperationOutcome forbidden issue or WWW-Authenticate: %v %s", r.Header, r.Body)
+				}
+			}
+			if tc.entries != nil {
+				got := bundleIDs(t, r)
+				slices.Sort(got)
+				want := slices.Clone(tc.entries)
+				slices.Sort(want)
+				if !slices.Equal(got, want) {
+					t.Errorf("%s %s: entries\n got %v\nwant %v", tc.method, tc.path, got, want)
+				}
+			}
+		})
+	}
+}
+
+// TestAuthentication: 401 without a valid token on every endpoint but
+// /metadata (checklist C-RS-02, C-RS-03; RFC 6750 §3.1).
+func TestAuthentication(t *testing.T) {
+	f := newFixture(t)
+	cases := []struct {
+		name, token, path string
+		want              int
+		challenge         string // WWW-Authenticate
+	}{
+		{"no token", "", "/Patient/" + f.a.id, 401, `Bearer realm="kiln"`},
+		{"no token, unknown type", "", "/NoSuchType", 401, `Bearer realm="kiln"`},
+		{"no token, search", "", "/Observation", 401, `Bearer realm="kiln"`},
+		{"no token, system history", "", "/_history", 401, `Bearer realm="kiln"`},
+		{"invalid token", "forged", "/Patient/" + f.a.id, 401, `Bearer realm="kiln", error="invalid_token"`},
+		{"metadata is public", "", "/metadata", 200, ""},
+		{"valid token", "admin", "/Patient/" + f.a.id, 200, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := f.client(t, tc.token).Do("GET", tc.path, nil)
+			if r.Status != tc.want {
+				t.Fatalf("status %d, want %d: %.300s", r.Status, tc.want, r.Body)
+			}
+			if got := r.Header.Get("WWW-Authenticate"); got != tc.challenge {
+				t.Errorf("WWW-Authenticate %q, want %q", got, tc.challenge)
+			}
+			if r.Status == 401 && !bytes.Contains(r.Body, []byte(`"resourceType":"OperationOutcome"`)) {
+				t.Errorf("401 without an OperationOutcome: %s", r.Body)
+			}
+			if r.Status == 401 && bytes.Contains(r.Body, []byte(f.a.id)) {
+				t.Errorf("401 names the patient: %s", r.Body)
+			}
+		})
+	}
+}
+
+// TestHistoryAcrossCompartments: a resource that moved from B's
+// compartment into A's shows A only the versions that were A's, and a
+// resource of B that was deleted is not found (not gone) for A.
+func TestHistoryAcrossCompartments(t *testing.T) {
+	f := newFixture(t)
+	a, b := f.a, f.b
+	f.toks.add("A", &rest.Access{Patient: a.id, Rules: []rest.Rule{{Context: "patient", Type: "*", Ops: "cruds"}}})
+	admin, ca := f.client(t, "admin"), f.client(t, "A")
+	obs := func(patient, text string) []byte {
+		return []byte(`{"resourceType":"Observation","status":"final","code":{"text":"` + text + `"},"subject":{"reference":"Patient/` + patient + `"}}`)
+	}
+	r := admin.Do("POST", "/Observation", obs(b.id, "secret-of-B"))
+	id := idOf(t, r.Body)
+	moved := []byte(strings.Replace(string(obs(a.id, "now-A's")), `{"resourceType":"Observation",`, `{"resourceType":"Observation","id":"`+id+`",`, 1))
+	if r := admin.Do("PUT", "/Observation/"+id, moved); r.Status != 200 {
+		t.Fatalf("move: %d %s", r.Status, r.Body)
+	}
+	r = ca.Do("GET", "/Observation/"+id+"/_history", nil)
+	if r.Status != 200 || bytes.Contains(r.Body, []byte("secret-of-B")) || bytes.Contains(r.Body, []byte(b.id)) {
+		t.Fatalf("history shows B's version: %d %.500s", r.Status, r.Body)
+	}
+	if got := bundleIDs(t, r); len(got) != 1 {
+		t.Errorf("history entries %v, want the one version that is A's", got)
+	}
+	if bytes.Contains(r.Body, []byte(`"total"`)) {
+		t.Errorf("a filtered history must not count what it left out: %.300s", r.Body)
+	}
+	if r := ca.Do("GET", "/Observation/"+id+"/_history/1", nil); r.Status != 404 {
+		t.Errorf("vread of B's version: %d, want 404", r.Status)
+	}
+	if r := ca.Do("GET", "/Observation/"+id+"/_history/2", nil); r.Status != 200 {
+		t.Errorf("vread of A's version: %d, want 200", r.Status)
+	}
+
+	// Deleted: B's answers 404 to A, A's own 410.
+	bObs := b.ids["Observation"][1]
+	if r := admin.Do("DELETE", "/Observation/"+bObs, nil); r.Status != 204 {
+		t.Fatalf("delete: %d", r.Status)
+	}
+	if r := ca.Do("GET", "/Observation/"+bObs, nil); r.Status != 404 {
+		t.Errorf("read of B's deleted observation: %d, want 404", r.Status)
+	}
+	if r := ca.Do("GET", "/Observation/"+bObs+"/_history", nil); r.Status != 404 {
+		t.Errorf("history of B's deleted observation: %d, want 404", r.Status)
+	}
+	if r := ca.Do("PUT", "/Observation/"+bObs, []byte(strings.Replace(string(obs(a.id, "take over")), `"Observation",`, `"Observation","id":"`+bObs+`",`, 1))); r.Status != 403 {
+		t.Errorf("resurrecting B's deleted observation as A's: %d, want 403", r.Status)
+	}
+	if r := ca.Do("DELETE", "/Observation/"+id, nil); r.Status != 204 {
+		t.Fatalf("A deletes A's: %d", r.Status)
+	}
+	if r := ca.Do("GET", "/Observation/"+id, nil); r.Status != 410 {
+		t.Errorf("read of A's deleted observation: %d, want 410", r.Status)
 	}
 }

@@ -117,8 +117,7 @@ func (a *API) permitWrite(r *http.Request, op Op, typ, id string) error {
 func (a *API) permitStored(ctx context.Context, op Op, res store.Resource, err error) error {
 	err = a.permitVersion(ctx, op, res, err)
 	if isNotVisible(err) {
-		return outcome.Newf(http.StatusForbidden, outcome.CodeForbidden,
-			"the access token does not allow this %s: the stored resource is outside what its scopes reach", op)
+		return refuse("the access token does not allow this %s: the stored resource is outside what its scopes reach", op)
 	}
 	return err
 }
