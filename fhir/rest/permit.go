@@ -1,7 +1,6 @@
 package rest
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -444,18 +443,17 @@ type document struct {
 }
 
 func (a *API) decode(typ string, body []byte, base string) (*document, error) {
-	d := json.NewDecoder(bytes.NewReader(body))
-	d.UseNumber()
-	var res map[string]any
-	if err := d.Decode(&res); err != nil {
+	var head struct {
+		ID string `json:"id"`
+	}
+	if err := json.Unmarshal(body, &head); err != nil {
 		return nil, fmt.Errorf("rest: permit: decode %s: %w", typ, err)
 	}
 	entries, err := a.cfg.Registry.ExtractBase(typ, body, base)
 	if err != nil {
 		return nil, fmt.Errorf("rest: permit: %w", err)
 	}
-	id, _ := res["id"].(string)
-	return &document{typ: typ, id: id, entries: entries}, nil
+	return &document{typ: typ, id: head.ID, entries: entries}, nil
 }
 
 // admits reports whether rc reaches doc. For a write (the body as sent,
