@@ -307,11 +307,24 @@ func (a *API) confineClauses(ctx context.Context, cls []search.Clause) error {
 			if err := a.confineClauses(ctx, inner); err != nil {
 				return err
 			}
-			ct, err := a.confineTypes(ctx, cl.Chain.Types)
+			// A target type the access may not search cannot be pointed
+			// at by anything it may see: the chain drops it. With none
+			// left the chain is refused.
+			var targets []string
+			for _, t := range cl.Chain.Types {
+				if _, err := a.confine(ctx, t); err == nil {
+					targets = append(targets, t)
+				}
+			}
+			if len(targets) == 0 {
+				return forbidden(OpSearch, strings.Join(cl.Chain.Types, ", "))
+			}
+			ct, err := a.confineTypes(ctx, targets)
 			if err != nil {
 				return err
 			}
 			chain := *cl.Chain
+			chain.Types = targets
 			chain.Filter = inner[0]
 			if ct != nil {
 				chain.Filter = search.Clause{All: []search.Clause{inner[0], *ct}}

@@ -427,6 +427,7 @@ func TestScopes(t *testing.T) {
 		"A":            patientA(rules("patient", "*", "cruds")),
 		"v1-obs-read":  patientA(rules("patient", "Observation", "rs")), // patient/Observation.read
 		"v2-obs-r":     patientA(rules("patient", "Observation", "r")),
+		"obs+patient":  patientA(rules("patient", "Observation", "rs"), rules("patient", "Patient", "rs")),
 		"lab":          patientA(rules("patient", "Observation", "rs", "category", labCategory)),
 		"lab+vital":    patientA(rules("patient", "Observation", "rs", "category", labCategory), rules("patient", "Observation", "rs", "category", vital)),
 		"user-patient": {FHIRUser: "Patient/" + a.id, Rules: []rest.Rule{rules("user", "*", "rs")}},
@@ -512,6 +513,7 @@ func TestScopes(t *testing.T) {
 		{"lab+vital searches both", "lab+vital", "GET", "/Observation?_count=500", nil, 200, aLabVital},
 		{"lab: chain into a type not granted", "lab", "GET", "/Observation?patient._id=" + a.id, nil, 403, nil},
 		{"lab: chain into a granted type", "A", "GET", "/Observation?_count=500&patient._id=" + a.id, nil, 200, aObs},
+		{"chain drops target types not granted", "obs+patient", "GET", "/Observation?_count=500&subject.family=" + url.QueryEscape(a.family), nil, 200, aObs},
 
 		// user/ scopes follow the fhirUser.
 		{"Patient user is confined", "user-patient", "GET", "/Observation/" + b.ids["Observation"][0], nil, 404, nil},
