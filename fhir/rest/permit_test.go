@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -16,6 +17,7 @@ import (
 	"github.com/kiln-fhir/kiln/conformance/apitest"
 	"github.com/kiln-fhir/kiln/conformance/synthea"
 	"github.com/kiln-fhir/kiln/fhir/rest"
+	"github.com/kiln-fhir/kiln/store"
 	"github.com/kiln-fhir/kiln/store/sqlite"
 )
 
@@ -534,8 +536,12 @@ func TestScopes(t *testing.T) {
 		// A patient scope without a patient in context reaches nothing.
 		{"no patient in context", "no-patient", "GET", "/Observation", nil, 403, nil},
 
-		// Last: it adds to A's record.
+		// Last: they change A's record.
 		{"A creates for A", "A", "POST", "/Observation", newObs(a.id), 201, nil},
+		{"A updates A's patient", "A", "PUT", "/Patient/" + a.id, a.bodies["Patient/"+a.id], 200, nil},
+		{"A updates A's observation", "A", "PUT", "/Observation/" + aLabID, a.bodies[aLab[0]], 200, nil},
+		{"A deletes A's observation", "A", "DELETE", "/Observation/" + aLabID, nil, 204, nil},
+		{"A reads A's deleted observation", "A", "GET", "/Observation/" + aLabID, nil, 410, nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -594,6 +600,32 @@ func TestAuthentication(t *testing.T) {
 				t.Errorf("401 names the patient: %s", r.Body)
 			}
 		})
+	}
+}
+
+// failingAuth is an authorizer whose token store is down.
+type failingAuth struct{}
+
+func (failingAuth) Authorize(*http.Request) (*rest.Access, error) {
+	return nil, fmt.Errorf("token store: %w", store.ErrUnavailable)
+}
+
+// TestAuthorizerDown: an authorizer failure is never a grant: 503, and
+// nothing of the resource.
+func TestAuthorizerDown(t *testing.T) {
+	db, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(t.TempDir(), "kiln.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	srv := httptest.NewServer(rest.New(rest.Config{Auth: failingAuth{}}, db))
+	defer srv.Close()
+	c := &apitest.Client{T: t, Base: srv.URL, HTTP: srv.Client()}
+	if r := c.Do("GET", "/Patient/p1", nil, "Authorization", "Bearer x"); r.Status != http.StatusServiceUnavailable {
+		t.Errorf("status %d, want 503: %s", r.Status, r.Body)
+	}
+	if r := c.Do("GET", "/metadata", nil); r.Status != http.StatusOK {
+		t.Errorf("metadata: %d, want 200", r.Status)
 	}
 }
 
