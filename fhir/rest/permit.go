@@ -2,7 +2,6 @@ package rest
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -181,7 +180,20 @@ func (a *API) permit(ctx context.Context, op Op, typ string, body []byte) error 
 	if body == nil {
 		return nil
 	}
-	doc, err := a.decode(typ, body, b.base)
+	// Only the parameters the rules test are extracted from the body
+	// (all of them would cost more than the read itself); a rule that
+	// reaches every resource needs none.
+	var names []string
+	for _, rc := range reaches {
+		if rc.patient == "" && len(rc.filter) == 0 {
+			return nil
+		}
+		names = append(names, rc.params...)
+		for _, cl := range rc.filter {
+			names = append(names, cl.Param)
+		}
+	}
+	doc, err := a.decode(typ, body, b.base, names)
 	if err != nil {
 		return err
 	}
@@ -455,18 +467,18 @@ type document struct {
 	entries []search.Entry
 }
 
-func (a *API) decode(typ string, body []byte, base string) (*document, error) {
-	var head struct {
-		ID string `json:"id"`
-	}
-	if err := json.Unmarshal(body, &head); err != nil {
-		return nil, fmt.Errorf("rest: permit: decode %s: %w", typ, err)
-	}
-	entries, err := a.cfg.Registry.ExtractBase(typ, body, base)
+func (a *API) decode(typ string, body []byte, base string, names []string) (*document, error) {
+	entries, err := a.cfg.Registry.ExtractParams(typ, body, base, append(names, "_id"))
 	if err != nil {
 		return nil, fmt.Errorf("rest: permit: %w", err)
 	}
-	return &document{typ: typ, id: head.ID, entries: entries}, nil
+	doc := &document{typ: typ, entries: entries}
+	for _, e := range entries {
+		if e.Param == "_id" {
+			doc.id = e.Code
+		}
+	}
+	return doc, nil
 }
 
 // admits reports whether rc reaches doc. For a write (the body as sent,
