@@ -72,7 +72,8 @@ type Authorizer interface {
 type Access struct {
 	ClientID string
 	// FHIRUser is the user the token acts for: "Patient/123",
-	// "Practitioner/9", … or "" (no user: backend services).
+	// "Practitioner/9", … relative or absolute (the id_token's fhirUser
+	// claim), or "" (no user: backend services).
 	FHIRUser string
 	// Patient is the id of the patient in context ("123"; "Patient/123"
 	// is read the same); patient/ rules confine to its compartment.
@@ -228,7 +229,7 @@ func (a *API) restrict(ctx context.Context, op Op, typ string) (*search.Clause, 
 	}
 	var either []search.Clause
 	for _, rc := range reaches {
-		cl := rc.clause(a.cfg.Registry, typ)
+		cl := rc.clause(typ)
 		if cl == nil {
 			return nil, nil // one rule reaches everything
 		}
@@ -391,7 +392,7 @@ func (a *API) reaches(acc *Access, op Op, typ string) []reach {
 			// encounters) is not modelled yet. A Patient user is confined
 			// like a patient/ scope; any other user (RelatedPerson, none)
 			// gets nothing until its rule is written down.
-			kind, id, _ := strings.Cut(acc.FHIRUser, "/")
+			kind, id := userRef(acc.FHIRUser)
 			switch kind {
 			case "Practitioner", "PractitionerRole":
 			case "Patient":
@@ -432,9 +433,20 @@ func (a *API) reaches(acc *Access, op Op, typ string) []reach {
 	return out
 }
 
+// userRef splits a fhirUser into type and id; it may be relative
+// ("Practitioner/9") or absolute ("https://ehr.example/fhir/Practitioner/9"),
+// as id_tokens carry it (SMART: fhirUser claim).
+func userRef(user string) (typ, id string) {
+	parts := strings.Split(user, "/")
+	if len(parts) < 2 {
+		return "", ""
+	}
+	return parts[len(parts)-2], parts[len(parts)-1]
+}
+
 // clause is the search clause selecting what rc reaches of typ; nil when
 // it reaches every resource.
-func (rc reach) clause(reg *search.Registry, typ string) *search.Clause {
+func (rc reach) clause(typ string) *search.Clause {
 	var all []search.Clause
 	if rc.patient != "" {
 		ref := "Patient/" + rc.patient

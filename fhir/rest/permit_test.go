@@ -432,7 +432,7 @@ func TestScopes(t *testing.T) {
 		"obs+patient":  patientA(rules("patient", "Observation", "rs"), rules("patient", "Patient", "rs")),
 		"lab":          patientA(rules("patient", "Observation", "rs", "category", labCategory)),
 		"lab+vital":    patientA(rules("patient", "Observation", "rs", "category", labCategory), rules("patient", "Observation", "rs", "category", vital)),
-		"user-patient": {FHIRUser: "Patient/" + a.id, Rules: []rest.Rule{rules("user", "*", "rs")}},
+		"user-patient": {FHIRUser: "https://kiln.example/fhir/Patient/" + a.id, Rules: []rest.Rule{rules("user", "*", "rs")}},
 		"practitioner": {FHIRUser: "Practitioner/" + b.ids["Practitioner"][0], Rules: []rest.Rule{rules("user", "*", "rs")}},
 		"related":      {FHIRUser: "RelatedPerson/r1", Rules: []rest.Rule{rules("user", "*", "rs")}},
 		"system-obs":   {ClientID: "backend", Rules: []rest.Rule{rules("system", "Observation", "rs")}},
