@@ -50,11 +50,14 @@ func (a *API) updateParsed(w http.ResponseWriter, r *http.Request, parsed *resou
 			fmt.Sprintf("the id in the body (%s) differs from the id in the URL (%s)", parsed.ID, id), typ+".id")
 	}
 	for attempt := 0; ; attempt++ {
-		current, deleted, err := a.currentVersion(r, typ, id)
+		stored, deleted, err := a.currentVersion(r, typ, id)
 		if err != nil {
 			return err
 		}
-		if err := a.permitWrite(r, OpUpdate, typ, id); err != nil {
+		current := stored.Version
+		// The version checked is the one the compare-and-set below
+		// replaces: a concurrent write makes the commit fail and retry.
+		if err := a.permitStored(r.Context(), OpUpdate, stored, nil); err != nil {
 			return err
 		}
 		if ifMatch != 0 && ifMatch != current {
@@ -94,27 +97,14 @@ func (a *API) updateParsed(w http.ResponseWriter, r *http.Request, parsed *resou
 	}
 }
 
-// permitWrite checks op on the stored typ/id before it is replaced or
-// deleted (a delete version by what it deleted); nothing stored passes.
-// A write to a resource outside what the access reaches is 403: unlike
-// a read, a write cannot be answered as if the id were free.
-func (a *API) permitWrite(r *http.Request, op Op, typ, id string) error {
-	if boundOf(r.Context()) == nil {
-		return nil // no access control: spare the read
-	}
-	res, err := a.store.Read(r.Context(), typ, id)
-	if errors.Is(err, store.ErrNotFound) {
+// permitStored checks op on the stored version a write replaces (a
+// delete version by what it deleted; none, Version 0, passes). A write to
+// a resource outside what the access reaches is 403: unlike a read, a
+// write cannot be answered as if the id were free.
+func (a *API) permitStored(ctx context.Context, op Op, res store.Resource, err error) error {
+	if res.Version == 0 {
 		return nil
 	}
-	if err != nil && !errors.Is(err, store.ErrGone) {
-		return err
-	}
-	return a.permitStored(r.Context(), op, res, err)
-}
-
-// permitStored is permitWrite for a version already read (err: the
-// store's answer, nil or ErrGone).
-func (a *API) permitStored(ctx context.Context, op Op, res store.Resource, err error) error {
 	err = a.permitVersion(ctx, op, res, err)
 	if isNotVisible(err) {
 		return refuse("the access token does not allow this %s: the stored resource is outside what its scopes reach", op)
@@ -122,19 +112,20 @@ func (a *API) permitStored(ctx context.Context, op Op, res store.Resource, err e
 	return err
 }
 
-// currentVersion is the latest version of typ/id (0 when there is none)
-// and whether it is a delete (a PUT after it resurrects the resource: 201).
-func (a *API) currentVersion(r *http.Request, typ, id string) (int64, bool, error) {
+// currentVersion is the latest version of typ/id (Version 0 when there
+// is none) and whether it is a delete (a PUT after it resurrects the
+// resource: 201).
+func (a *API) currentVersion(r *http.Request, typ, id string) (store.Resource, bool, error) {
 	res, err := a.store.Read(r.Context(), typ, id)
 	switch {
 	case err == nil:
-		return res.Version, false, nil
+		return res, false, nil
 	case errors.Is(err, store.ErrGone):
-		return res.Version, true, nil
+		return res, true, nil
 	case errors.Is(err, store.ErrNotFound):
-		return 0, false, nil
+		return store.Resource{}, false, nil
 	}
-	return 0, false, err
+	return store.Resource{}, false, err
 }
 
 // ifMatchVersion reads If-Match (http.html#concurrency); 0 when absent.
