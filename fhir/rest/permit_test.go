@@ -309,15 +309,19 @@ func TestPatientMatrix(t *testing.T) {
 			attempt{name: "conditional create finds nothing of B", method: "POST", path: "/" + typ,
 				body: withRef(t, typ, bBody, b.id, true), header: []string{"If-None-Exist", "_id=" + bID}, want: refused},
 		)
-		if typ != "Patient" {
-			attempts = append(attempts,
-				attempt{name: "chain", method: "GET", path: "/" + typ + "?patient.family=" + url.QueryEscape(b.family), want: []int{200}, empty: true},
-				attempt{name: "chain _id", method: "GET", path: "/" + typ + "?patient._id=" + b.id, want: []int{200}, empty: true},
-				attempt{name: "_has", method: "GET", path: "/Patient?_has:" + typ + ":patient:_id=" + bID, want: []int{200}, empty: true},
-				attempt{name: "_revinclude", method: "GET", path: "/Patient?_revinclude=" + typ + ":patient", want: []int{200}},
-				attempt{name: "create for B", method: "POST", path: "/" + typ, body: withRef(t, typ, aBody, b.id, true), want: []int{403}},
-			)
+		// The reference by which a resource of typ names a patient
+		// (Patient names others through link).
+		ref := "patient"
+		if typ == "Patient" {
+			ref = "link"
 		}
+		attempts = append(attempts,
+			attempt{name: "chain", method: "GET", path: "/" + typ + "?" + ref + ":Patient.family=" + url.QueryEscape(b.family), want: []int{200}, empty: true},
+			attempt{name: "chain _id", method: "GET", path: "/" + typ + "?" + ref + "._id=" + b.id, want: []int{200}, empty: true},
+			attempt{name: "_has", method: "GET", path: "/Patient?_has:" + typ + ":" + ref + ":_id=" + bID, want: []int{200}, empty: true},
+			attempt{name: "_revinclude", method: "GET", path: "/Patient?_revinclude=" + typ + ":" + ref, want: []int{200}},
+			attempt{name: "create for B", method: "POST", path: "/" + typ, body: withRef(t, typ, aBody, b.id, true), want: []int{403}},
+		)
 		attempts = append(attempts,
 			attempt{name: "move A's resource into B's compartment", method: "PUT", path: "/" + typ + "/" + aID,
 				body: withRef(t, typ, aBody, b.id, false), want: []int{403}})
