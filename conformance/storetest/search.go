@@ -552,6 +552,19 @@ func searchCases() []searchCase {
 		{"any and a parameter", O(search.Clause{Any: []search.Clause{ref("subject", "", "", "Patient/p1"), ref("subject", "", "", "Patient/p2")}},
 			tok("status", "", "final")), []string{"o1", "o3"}},
 
+		// All: a conjunction of clauses; _type: the resource's own type
+		// (access control confines each type of a search by its rule).
+		{"all of a reference and a token", O(search.Clause{All: []search.Clause{ref("subject", "", "", "Patient/p1", "Patient/p2"), tok("status", "", "final")}}),
+			[]string{"o1", "o3"}},
+		{"all without a driving part", O(search.Clause{All: []search.Clause{tok("status", "not", "amended"), tok("status", "not", "preliminary")}}),
+			[]string{"o1", "o3", "o5", "o6", "o7", "o8"}},
+		{"all inside any, per type", search.Query{Types: []string{"Observation", "RiskAssessment"}, Count: 100, Filter: []search.Clause{{Any: []search.Clause{
+			{All: []search.Clause{tok("_type", "", "Observation"), ref("subject", "", "", "Patient/p2")}},
+			{All: []search.Clause{tok("_type", "", "RiskAssessment"), ref("subject", "", "", "Patient/p1")}},
+		}}}}, []string{"Observation/o3", "Observation/o4", "RiskAssessment/ra1"}},
+		{"_type alone", search.Query{Count: 100, Filter: []search.Clause{tok("_type", "", "RiskAssessment")}},
+			[]string{"RiskAssessment/ra1", "RiskAssessment/ra2"}},
+
 		// _id and _lastUpdated (search.html#id, #lastUpdated).
 		{"_id", P(id("p1")), []string{"p1"}},
 		{"_id is case-sensitive", P(id("P1")), none},

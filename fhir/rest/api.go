@@ -48,6 +48,9 @@ type Config struct {
 	// StrictSearch makes unknown search parameters an error unless the
 	// request says Prefer: handling=lenient (search.html#errors).
 	StrictSearch bool
+	// Auth authenticates every request but /metadata and enforces the
+	// scopes of its token (permit.go); nil allows everything (--auth=none).
+	Auth Authorizer
 }
 
 // API serves the FHIR REST interface.
@@ -157,6 +160,16 @@ func (a *API) wrap(code string, h func(*API, http.ResponseWriter, *http.Request)
 }
 
 func (a *API) serve(w http.ResponseWriter, r *http.Request, h func(*API, http.ResponseWriter, *http.Request) error) error {
+	// Authentication comes first, so that an anonymous client learns
+	// nothing (not even which types exist). The capability statement is
+	// public (SMART: discovery), and a CORS preflight carries no
+	// credentials (it is answered without touching any resource).
+	if info(r).interaction != "capabilities" && r.Method != http.MethodOptions {
+		var err error
+		if r, err = a.authenticate(r); err != nil {
+			return err
+		}
+	}
 	if typ, ok := mux.Vars(r)["type"]; ok {
 		if err := checkType(typ); err != nil {
 			return err

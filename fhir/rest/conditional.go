@@ -39,6 +39,12 @@ func (a *API) matches(r *http.Request, typ, criteria string) ([]store.Resource, 
 		return nil, outcome.New(http.StatusBadRequest, outcome.CodeInvalid,
 			"conditional criteria must name at least one search parameter")
 	}
+	// A conditional interaction is a search and a write: it needs s, and
+	// it finds its target only among what the access may see, so that the
+	// criteria cannot probe other patients' records.
+	if err := a.confineQuery(r.Context(), q); err != nil {
+		return nil, err
+	}
 	q.Count, q.Total = 2, search.TotalNone
 	page, err := a.searcher.Search(r.Context(), q)
 	if err != nil {
@@ -83,6 +89,9 @@ func (a *API) conditionalUpdate(w http.ResponseWriter, r *http.Request) error {
 		return outcome.New(http.StatusMethodNotAllowed, outcome.CodeNotSupported,
 			"PUT needs an id ([type]/[id]) or search criteria ([type]?…)")
 	}
+	if err := a.permit(r.Context(), OpUpdate, typ, nil); err != nil {
+		return err
+	}
 	parsed, err := a.parseBody(r, typ)
 	if err != nil {
 		return err
@@ -116,6 +125,9 @@ func (a *API) conditionalDelete(w http.ResponseWriter, r *http.Request) error {
 	if r.URL.RawQuery == "" {
 		return outcome.New(http.StatusMethodNotAllowed, outcome.CodeNotSupported,
 			"DELETE needs an id ([type]/[id]) or search criteria ([type]?…)")
+	}
+	if err := a.permit(r.Context(), OpDelete, typ, nil); err != nil {
+		return err
 	}
 	found, err := a.matches(r, typ, r.URL.RawQuery)
 	if err != nil {

@@ -15,6 +15,9 @@ import (
 // id and ignores any id and meta.versionId/lastUpdated in the body.
 func (a *API) create(w http.ResponseWriter, r *http.Request) error {
 	typ := mux.Vars(r)["type"]
+	if err := a.permit(r.Context(), OpCreate, typ, nil); err != nil {
+		return err
+	}
 	parsed, err := a.parseBody(r, typ)
 	if err != nil {
 		return err
@@ -35,6 +38,11 @@ func (a *API) createParsed(w http.ResponseWriter, r *http.Request, parsed *resou
 		id := uuid.Must(uuid.NewV7()).String()
 		ch, err := a.stamp(r, parsed, id, 1, store.MethodPost)
 		if err != nil {
+			return err
+		}
+		// The body as it will be stored (with its id): a patient may
+		// create only in their own compartment.
+		if err := a.permit(r.Context(), OpCreate, ch.Type, ch.Body); err != nil {
 			return err
 		}
 		err = a.store.Commit(r.Context(), ch)

@@ -19,12 +19,20 @@ func (a *API) delete(w http.ResponseWriter, r *http.Request) error {
 
 // deleteID writes a delete version of typ/id unless it is already gone.
 func (a *API) deleteID(w http.ResponseWriter, r *http.Request, typ, id string) error {
+	if err := a.permit(r.Context(), OpDelete, typ, nil); err != nil {
+		return err
+	}
 	ifMatch, err := ifMatchVersion(r)
 	if err != nil {
 		return err
 	}
 	for attempt := 0; ; attempt++ {
 		res, err := a.store.Read(r.Context(), typ, id)
+		if err == nil {
+			if err := a.permitStored(r.Context(), OpDelete, res, nil); err != nil {
+				return err
+			}
+		}
 		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrGone) {
 			if ifMatch != 0 {
 				return preconditionFailed(ifMatch, res.Version)

@@ -20,29 +20,72 @@ const (
 	pageParam = "_page"
 )
 
+// Type and system history need s (SMART scopes: "type and system
+// history") on every resource of the type, or of every type: the store's
+// history has no search filter, and filtering its pages here would still
+// reveal how much others write. So an access confined to a compartment
+// (or by a granular scope) is refused them with 403, and uses instance
+// history or a search with _lastUpdated instead.
 func (a *API) historySystem(w http.ResponseWriter, r *http.Request) error {
-	return a.history(w, r, "", "")
+	if err := a.wholeHistory(r, "*"); err != nil {
+		return err
+	}
+	return a.history(w, r, "", "", false)
 }
 
 func (a *API) historyType(w http.ResponseWriter, r *http.Request) error {
-	return a.history(w, r, mux.Vars(r)["type"], "")
+	typ := mux.Vars(r)["type"]
+	if err := a.wholeHistory(r, typ); err != nil {
+		return err
+	}
+	return a.history(w, r, typ, "", false)
+}
+
+func (a *API) wholeHistory(r *http.Request, typ string) error {
+	cl, err := a.confine(r.Context(), typ)
+	if err != nil {
+		return err
+	}
+	if cl != nil {
+		what := typ
+		if typ == "*" {
+			what = "every type"
+		}
+		return refuse("history of %s is not available to an access confined to a patient's compartment or a granular scope: "+
+			"use instance history, or search with _lastUpdated", what)
+	}
+	return nil
 }
 
 func (a *API) historyInstance(w http.ResponseWriter, r *http.Request) error {
 	v := mux.Vars(r)
+	if err := a.permit(r.Context(), OpRead, v["type"], nil); err != nil {
+		return err
+	}
 	// http.html#history: an instance that never existed has no history.
-	// A deleted one still has (ErrGone is fine).
-	_, err := a.store.Read(r.Context(), v["type"], v["id"])
+	// A deleted one still has (ErrGone is fine). One the access may not
+	// see is answered like one that never existed.
+	res, err := a.store.Read(r.Context(), v["type"], v["id"])
+	if err := a.permitVersion(r.Context(), OpRead, res, err); err != nil {
+		return err
+	}
 	if err != nil && !errors.Is(err, store.ErrGone) {
 		return readError(err, store.Resource{})
 	}
-	return a.history(w, r, v["type"], v["id"])
+	confined, err := a.restrict(r.Context(), OpRead, v["type"])
+	if err != nil {
+		return err
+	}
+	return a.history(w, r, v["type"], v["id"], confined != nil)
 }
 
 // history answers the three history interactions (http.html#history):
 // newest first, deletes included, paged with keyset cursors so pages do
-// not shift while new versions are written.
-func (a *API) history(w http.ResponseWriter, r *http.Request, typ, id string) error {
+// not shift while new versions are written. filter (instance history
+// under a confined access) leaves out the versions the access may not
+// see (a resource can move between compartments across versions) and,
+// since pages then hold fewer versions than counted, the total.
+func (a *API) history(w http.ResponseWriter, r *http.Request, typ, id string, filter bool) error {
 	q, used, err := historyQuery(r.URL.Query())
 	if err != nil {
 		return err
@@ -58,10 +101,21 @@ func (a *API) history(w http.ResponseWriter, r *http.Request, typ, id string) er
 	if err != nil {
 		return err
 	}
-	b.Total = &page.Total
+	if !filter {
+		b.Total = &page.Total
+	}
 	b.Link = append(b.Link, bundleLink{"self", pageURL(base, r, used)})
 	if count > 0 {
 		for _, v := range page.Versions {
+			if filter {
+				err := a.permitVersion(r.Context(), OpRead, v, nil)
+				if isNotVisible(err) {
+					continue
+				}
+				if err != nil {
+					return err
+				}
+			}
 			b.Entry = append(b.Entry, historyEntry(base, v))
 		}
 		if page.Next != "" {

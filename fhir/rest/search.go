@@ -52,6 +52,12 @@ func (a *API) searchWith(w http.ResponseWriter, r *http.Request, types []string,
 	if extra != nil {
 		q.Filter = append(q.Filter, *extra)
 	}
+	// Access control: the matches, and what chains and _has test, only
+	// among what the access may see (permit.go). Includes are filtered
+	// below.
+	if err := a.confineQuery(r.Context(), q); err != nil {
+		return err
+	}
 	page, err := a.searcher.Search(r.Context(), q)
 	if err != nil {
 		return err
@@ -201,6 +207,15 @@ func (a *API) forwardInclude(r *http.Request, inc search.Include, from []store.R
 			if err != nil {
 				return nil, err
 			}
+			// What the access may not read is left out, not refused: the
+			// search itself was allowed.
+			err = a.permit(r.Context(), OpRead, typ, got.Body)
+			if isNotVisible(err) {
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
 			out = append(out, got)
 		}
 	}
@@ -220,9 +235,22 @@ func (a *API) revInclude(r *http.Request, inc search.Include, from []store.Resou
 	if len(clause.Values) == 0 {
 		return nil, nil
 	}
+	filter := []search.Clause{clause}
+	// Only what the access may read is included; a type it may not read
+	// at all includes nothing (filtered, not refused).
+	confined, err := a.restrict(r.Context(), OpRead, inc.Type)
+	if isNotVisible(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if confined != nil {
+		filter = append(filter, *confined)
+	}
 	page, err := a.searcher.Search(r.Context(), &search.Query{
 		Types:  []string{inc.Type},
-		Filter: []search.Clause{clause},
+		Filter: filter,
 		Count:  maxIncluded + 1,
 		Total:  search.TotalNone,
 	})

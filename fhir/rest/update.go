@@ -1,6 +1,7 @@
 package rest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -22,6 +23,9 @@ const maxRetries = 5
 func (a *API) update(w http.ResponseWriter, r *http.Request) error {
 	v := mux.Vars(r)
 	typ, id := v["type"], v["id"]
+	if err := a.permit(r.Context(), OpUpdate, typ, nil); err != nil {
+		return err
+	}
 	parsed, err := a.parseBody(r, typ)
 	if err != nil {
 		return err
@@ -46,8 +50,14 @@ func (a *API) updateParsed(w http.ResponseWriter, r *http.Request, parsed *resou
 			fmt.Sprintf("the id in the body (%s) differs from the id in the URL (%s)", parsed.ID, id), typ+".id")
 	}
 	for attempt := 0; ; attempt++ {
-		current, deleted, err := a.currentVersion(r, typ, id)
+		stored, deleted, err := a.currentVersion(r, typ, id)
 		if err != nil {
+			return err
+		}
+		current := stored.Version
+		// The version checked is the one the compare-and-set below
+		// replaces: a concurrent write makes the commit fail and retry.
+		if err := a.permitStored(r.Context(), OpUpdate, stored, nil); err != nil {
 			return err
 		}
 		if ifMatch != 0 && ifMatch != current {
@@ -55,6 +65,12 @@ func (a *API) updateParsed(w http.ResponseWriter, r *http.Request, parsed *resou
 		}
 		ch, err := a.stamp(r, parsed, id, current+1, store.MethodPut)
 		if err != nil {
+			return err
+		}
+		// Both ends of an update (SMART u, update-as-create included):
+		// the stored version above, the new one here. A patient may not
+		// move a resource out of their compartment, nor into another's.
+		if err := a.permit(r.Context(), OpUpdate, ch.Type, ch.Body); err != nil {
 			return err
 		}
 		err = a.store.Commit(r.Context(), ch)
@@ -81,19 +97,35 @@ func (a *API) updateParsed(w http.ResponseWriter, r *http.Request, parsed *resou
 	}
 }
 
-// currentVersion is the latest version of typ/id (0 when there is none)
-// and whether it is a delete (a PUT after it resurrects the resource: 201).
-func (a *API) currentVersion(r *http.Request, typ, id string) (int64, bool, error) {
+// permitStored checks op on the stored version a write replaces (a
+// delete version by what it deleted; none, Version 0, passes). A write to
+// a resource outside what the access reaches is 403: unlike a read, a
+// write cannot be answered as if the id were free.
+func (a *API) permitStored(ctx context.Context, op Op, res store.Resource, err error) error {
+	if res.Version == 0 {
+		return nil
+	}
+	err = a.permitVersion(ctx, op, res, err)
+	if isNotVisible(err) {
+		return refuse("the access token does not allow this %s: the stored resource is outside what its scopes reach", op)
+	}
+	return err
+}
+
+// currentVersion is the latest version of typ/id (Version 0 when there
+// is none) and whether it is a delete (a PUT after it resurrects the
+// resource: 201).
+func (a *API) currentVersion(r *http.Request, typ, id string) (store.Resource, bool, error) {
 	res, err := a.store.Read(r.Context(), typ, id)
 	switch {
 	case err == nil:
-		return res.Version, false, nil
+		return res, false, nil
 	case errors.Is(err, store.ErrGone):
-		return res.Version, true, nil
+		return res, true, nil
 	case errors.Is(err, store.ErrNotFound):
-		return 0, false, nil
+		return store.Resource{}, false, nil
 	}
-	return 0, false, err
+	return store.Resource{}, false, err
 }
 
 // ifMatchVersion reads If-Match (http.html#concurrency); 0 when absent.

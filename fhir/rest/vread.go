@@ -16,7 +16,15 @@ func (a *API) vread(w http.ResponseWriter, r *http.Request) error {
 	if err != nil || vid < 1 {
 		return outcome.Newf(http.StatusNotFound, outcome.CodeNotFound, "no version %q: version ids are positive integers", v["vid"])
 	}
+	if err := a.permit(r.Context(), OpRead, v["type"], nil); err != nil {
+		return err
+	}
 	res, err := a.store.VRead(r.Context(), v["type"], v["id"], vid)
+	// A version that was outside what the access sees is 404, like one
+	// that never existed, even when the resource is visible now.
+	if err := a.permitVersion(r.Context(), OpRead, res, err); err != nil {
+		return err
+	}
 	if err != nil {
 		return readError(err, res)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -543,4 +544,49 @@ func FuzzExtract(f *testing.F) {
 		typ, _ := h.ResourceType.(string)
 		r.Extract(typ, []byte(body))
 	})
+}
+
+// TestExtractParams: the entries of the named parameters are exactly
+// those Extract computes for them, on every official example.
+func TestExtractParams(t *testing.T) {
+	files, err := filepath.Glob("../../testdata/examples/*.json")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no examples: %v", err)
+	}
+	r := Default()
+	compared := 0
+	for _, f := range files {
+		body, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var head struct{ ResourceType string }
+		json.Unmarshal(body, &head)
+		all, err := r.Extract(head.ResourceType, body)
+		if err != nil {
+			continue // the few examples Extract refuses are tested elsewhere
+		}
+		names := []string{"patient", "subject", "category", "_id", "no-such-param", "subject"}
+		got, err := r.ExtractParams(head.ResourceType, body, "", names)
+		if err != nil {
+			t.Fatalf("%s: %v", filepath.Base(f), err)
+		}
+		var want []Entry
+		for _, name := range names[:4] {
+			for _, e := range all {
+				if e.Param == name {
+					want = append(want, e)
+				}
+			}
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: ExtractParams %v, Extract %v", filepath.Base(f), got, want)
+		}
+		if len(want) > 0 {
+			compared++
+		}
+	}
+	if compared < 100 {
+		t.Errorf("only %d examples had entries to compare", compared)
+	}
 }

@@ -71,6 +71,11 @@ type SortKey struct {
 // its Values matches (a comma-separated list is an OR).
 type Clause struct {
 	// Param is the parameter's code ("birthdate", "_id"), Type its type.
+	// Param "_type" (Type Token, each Value's Code a resource type) tests
+	// the resource's own type: Parse never produces it (it reads _type
+	// into Query.Types); access control uses it inside Any and All to
+	// confine each type of a several-type search by that type's rule.
+	// It never drives a query on its own.
 	Param string
 	Type  Type
 	// Modifier is the modifier after ':' without it: "", "missing",
@@ -92,6 +97,11 @@ type Clause struct {
 	// uses it for compartments (Patient/123/Observation is subject or
 	// performer or … pointing at Patient/123). Param, Values empty.
 	Any []Clause
+	// All, when set, makes the clause a conjunction of other clauses: it
+	// matches when every one of them does. Parse never produces it; the
+	// server's access control uses it (a compartment and a granular scope
+	// restriction, inside an Any of several scopes). Param, Values empty.
+	All []Clause
 	// Has, when set, is a reverse chain (search.html#has): the clause
 	// matches resources that some resource of type Has.Type references
 	// through Has.Param and that matches Has.Filter. Param, Values empty.

@@ -479,12 +479,16 @@ func (c *compiler) clause(cl *search.Clause, types []string, res string) (cond, 
 	switch {
 	case cl.Any != nil:
 		return c.any(cl, types, res)
+	case cl.All != nil:
+		return c.all(cl, types, res)
 	case cl.Has != nil:
 		return c.has(cl, types, res)
 	case cl.Chain != nil:
 		return c.chain(cl, types, res)
 	case cl.Param == "_id":
 		return c.id(cl, types, res)
+	case cl.Param == "_type":
+		return c.resourceType(cl, res)
 	case cl.Param == "_lastUpdated":
 		return c.lastUpdated(cl, types, res)
 	case cl.Modifier == "missing":
@@ -1225,6 +1229,65 @@ func (c *compiler) any(cl *search.Clause, types []string, res string) (cond, err
 		out.set = &set
 	}
 	return out, nil
+}
+
+// all matches when every one of cl.All does (access control: a
+// compartment and a granular restriction). Its set is the most selective
+// kind of its drivable parts, the others tested on each of its rows; with
+// no drivable part it has no set.
+func (c *compiler) all(cl *search.Clause, types []string, res string) (cond, error) {
+	if len(cl.All) == 0 {
+		return cond{}, fmt.Errorf("an empty conjunction")
+	}
+	conds := make([]cond, len(cl.All))
+	preds := make([]frag, len(cl.All))
+	driver := -1
+	for i := range cl.All {
+		cd, err := c.clause(&cl.All[i], types, res)
+		if err != nil {
+			return cond{}, err
+		}
+		conds[i], preds[i] = cd, cd.pred
+		if cd.set != nil && (driver < 0 || cd.rank < conds[driver].rank) {
+			driver = i
+		}
+	}
+	out := cond{pred: joinFrags(" AND ", preds).wrap("(", ")"), rank: 3}
+	if driver < 0 {
+		return out, nil
+	}
+	out.rank = conds[driver].rank
+	if len(conds) == 1 {
+		return conds[0], nil
+	}
+	// The others are tested on the driver's rows, against a row of current
+	// aliased res: inside the subquery that alias shadows the outer one.
+	var rest []frag
+	for i, cd := range conds {
+		if i != driver {
+			rest = append(rest, cd.pred)
+		}
+	}
+	set := conds[driver].set.wrap("SELECT "+res+".rid FROM current AS "+res+" WHERE "+res+".rid IN (", ") AND ").
+		append(joinFrags(" AND ", rest))
+	out.set = &set
+	return out, nil
+}
+
+// resourceType answers the server's _type clause (search.Clause.Param):
+// a test of the current row's type, never a driving set.
+func (c *compiler) resourceType(cl *search.Clause, res string) (cond, error) {
+	if cl.Modifier != "" {
+		return cond{}, unsupported(cl, "_type takes no modifier")
+	}
+	var names []any
+	for _, v := range cl.Values {
+		names = append(names, v.Code)
+	}
+	if len(names) == 0 {
+		return cond{pred: frag{sql: "0"}}, nil
+	}
+	return cond{pred: frag{res + ".type IN (" + placeholders(len(names)) + ")", names}, rank: 3}, nil
 }
 
 // ridSet selects the resources of types matching cd, compiled for the

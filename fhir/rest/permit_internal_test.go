@@ -1,0 +1,86 @@
+package rest
+
+import (
+	"net/url"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/kiln-fhir/kiln/fhir/search"
+)
+
+// TestDirectoryInREADME: the directory table in the README lists exactly
+// the types of the table in code.
+func TestDirectoryInREADME(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(readme), "| type | why a portal needs it |")
+	if !ok {
+		t.Fatal("README has no directory table")
+	}
+	section, _, _ = strings.Cut(section, "\n\n")
+	var inREADME []string
+	for _, m := range regexp.MustCompile(`(?m)^\| ([A-Za-z]+) \|`).FindAllStringSubmatch(section, -1) {
+		inREADME = append(inREADME, m[1])
+	}
+	var inCode []string
+	for typ := range directory {
+		inCode = append(inCode, typ)
+	}
+	slices.Sort(inREADME)
+	slices.Sort(inCode)
+	if !slices.Equal(inREADME, inCode) {
+		t.Errorf("README directory types %v, code %v", inREADME, inCode)
+	}
+}
+
+// TestSatisfies: a granular restriction evaluated on a resource agrees
+// with the token matching of search.html#token that the store applies.
+func TestSatisfies(t *testing.T) {
+	reg := search.Default()
+	body := []byte(`{"resourceType":"Observation","id":"o1","status":"final",` +
+		`"category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"laboratory"}]}],` +
+		`"code":{"coding":[{"code":"nosys"}]},"subject":{"reference":"Patient/p1"}}`)
+	entries, err := reg.Extract("Observation", body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := &document{typ: "Observation", id: "o1", entries: entries}
+	cases := []struct {
+		query string
+		want  bool
+	}{
+		{"category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory", true},
+		{"category=laboratory", true},
+		{"category=http://terminology.hl7.org/CodeSystem/observation-category|", true},
+		{"category=|laboratory", false},
+		{"category=http://terminology.hl7.org/CodeSystem/observation-category|vital-signs", false},
+		{"category=vital-signs,laboratory", true},
+		{"code=|nosys", true},
+		{"code=http://loinc.org|nosys", false},
+		{"subject=Patient/p1", true},
+		{"subject=Patient/p2", false},
+		{"_id=o1", true},
+		{"status:not=final", false}, // modifiers are not evaluated: fail closed
+		{"date=ge2020", false},      // nor other parameter types
+	}
+	for _, tc := range cases {
+		t.Run(tc.query, func(t *testing.T) {
+			v, err := url.ParseQuery(tc.query)
+			if err != nil {
+				t.Fatal(err)
+			}
+			q, _, err := reg.Parse([]string{"Observation"}, v, search.ParseOptions{Strict: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := satisfies(doc, &q.Filter[0]); got != tc.want {
+				t.Errorf("satisfies = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
