@@ -1,6 +1,7 @@
 package rest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -32,28 +33,15 @@ func (a *API) update(w http.ResponseWriter, r *http.Request) error {
 // updateParsed writes parsed as the next version of typ/id. anyID lets a
 // body without id through (conditional update found the target).
 func (a *API) updateParsed(w http.ResponseWriter, r *http.Request, parsed *resource.Resource, id string, anyID bool) error {
-	typ := parsed.Type
-	ifMatch, err := ifMatchVersion(r)
+	ifMatch, err := ifMatchVersion(r.Header.Get("If-Match"))
 	if err != nil {
 		return err
 	}
-	switch {
-	case parsed.ID == "" && anyID:
-	case parsed.ID == "":
-		return outcome.New(http.StatusBadRequest, outcome.CodeRequired, "the resource must carry the id of the URL", typ+".id")
-	case parsed.ID != id:
-		return outcome.New(http.StatusBadRequest, outcome.CodeInvalid,
-			fmt.Sprintf("the id in the body (%s) differs from the id in the URL (%s)", parsed.ID, id), typ+".id")
+	if err := checkBodyID(parsed, id, anyID); err != nil {
+		return err
 	}
 	for attempt := 0; ; attempt++ {
-		current, deleted, err := a.currentVersion(r, typ, id)
-		if err != nil {
-			return err
-		}
-		if ifMatch != 0 && ifMatch != current {
-			return preconditionFailed(ifMatch, current)
-		}
-		ch, err := a.stamp(r, parsed, id, current+1, store.MethodPut)
+		ch, status, err := a.updateChange(r.Context(), a.indexBase(r), parsed, id, ifMatch)
 		if err != nil {
 			return err
 		}
@@ -72,19 +60,52 @@ func (a *API) updateParsed(w http.ResponseWriter, r *http.Request, parsed *resou
 		if err != nil {
 			return err
 		}
-		status := http.StatusOK
-		if current == 0 || deleted {
-			status = http.StatusCreated
-		}
 		a.writeWritten(w, r, status, changed(ch))
 		return nil
 	}
 }
 
+// checkBodyID enforces http.html#update: the body carries the id of the
+// URL (anyID: or none, when a conditional update chose the target).
+func checkBodyID(parsed *resource.Resource, id string, anyID bool) error {
+	switch {
+	case parsed.ID == "" && anyID:
+	case parsed.ID == "":
+		return outcome.New(http.StatusBadRequest, outcome.CodeRequired, "the resource must carry the id of the URL", parsed.Type+".id")
+	case parsed.ID != id:
+		return outcome.New(http.StatusBadRequest, outcome.CodeInvalid,
+			fmt.Sprintf("the id in the body (%s) differs from the id in the URL (%s)", parsed.ID, id), parsed.Type+".id")
+	}
+	return nil
+}
+
+// updateChange reads the current version of parsed.Type/id and returns
+// the change that writes the next one, with the status it answers: 201
+// for update-as-create and resurrection, 200 otherwise. ifMatch (0: none)
+// must name the current version.
+func (a *API) updateChange(ctx context.Context, base string, parsed *resource.Resource, id string, ifMatch int64) (store.Change, int, error) {
+	current, deleted, err := a.currentVersion(ctx, parsed.Type, id)
+	if err != nil {
+		return store.Change{}, 0, err
+	}
+	if ifMatch != 0 && ifMatch != current {
+		return store.Change{}, 0, preconditionFailed(ifMatch, current)
+	}
+	ch, err := a.stamp(base, parsed, id, current+1, store.MethodPut)
+	if err != nil {
+		return store.Change{}, 0, err
+	}
+	status := http.StatusOK
+	if current == 0 || deleted {
+		status = http.StatusCreated
+	}
+	return ch, status, nil
+}
+
 // currentVersion is the latest version of typ/id (0 when there is none)
 // and whether it is a delete (a PUT after it resurrects the resource: 201).
-func (a *API) currentVersion(r *http.Request, typ, id string) (int64, bool, error) {
-	res, err := a.store.Read(r.Context(), typ, id)
+func (a *API) currentVersion(ctx context.Context, typ, id string) (int64, bool, error) {
+	res, err := a.store.Read(ctx, typ, id)
 	switch {
 	case err == nil:
 		return res.Version, false, nil
@@ -96,9 +117,9 @@ func (a *API) currentVersion(r *http.Request, typ, id string) (int64, bool, erro
 	return 0, false, err
 }
 
-// ifMatchVersion reads If-Match (http.html#concurrency); 0 when absent.
-func ifMatchVersion(r *http.Request) (int64, error) {
-	h := r.Header.Get("If-Match")
+// ifMatchVersion reads an If-Match value (http.html#concurrency); 0 when
+// absent.
+func ifMatchVersion(h string) (int64, error) {
 	if h == "" {
 		return 0, nil
 	}
