@@ -125,6 +125,8 @@ func Run(t *testing.T, base string, opts Options) {
 		{"transaction", testTransaction},
 		{"batch", testBatch},
 		{"bundle bad input", testBundleBadInput},
+		{"patch", testPatch},
+		{"Synthea transactions", testSyntheaTransactions},
 	} {
 		t.Run(sc.name, func(t *testing.T) { sc.run(t, newClient(t), opts) })
 	}
