@@ -124,6 +124,8 @@ type tx struct {
 	ids map[string]string
 	// condRefs caches conditional references: each is resolved once.
 	condRefs map[string]string
+	// targets maps the Type/id of every write to its entry.
+	targets map[string]int
 }
 
 // bundle is POST [base]: a batch or a transaction.
@@ -140,7 +142,7 @@ func (a *API) bundle(w http.ResponseWriter, r *http.Request) error {
 		return outcome.Newf(http.StatusBadRequest, outcome.CodeInvalid,
 			"POST to the base takes a Bundle of type batch or transaction, not %q", b.ResourceType)
 	}
-	t := &tx{a: a, r: r, ctx: r.Context(), base: a.base(r), ids: map[string]string{}, condRefs: map[string]string{}}
+	t := &tx{a: a, r: r, ctx: r.Context(), base: a.base(r), ids: map[string]string{}, condRefs: map[string]string{}, targets: map[string]int{}}
 	switch b.Type {
 	case "transaction":
 		t.atomic = true
@@ -364,13 +366,12 @@ func (t *tx) identify(s *step) error {
 	target := s.typ + "/" + s.id
 	// http.html#trules: a resource may appear only once among the writes
 	// of a transaction (batch entries are independent).
-	for _, o := range t.steps {
-		if t.atomic && o != s && o.id != "" && o.typ == s.typ && o.id == s.id && rank(o.method) < 3 {
-			return outcome.New(http.StatusBadRequest, outcome.CodeDuplicate,
-				fmt.Sprintf("%s is also the target of Bundle.entry[%d]; a resource may appear only once in a transaction", target, o.i),
-				fmt.Sprintf("Bundle.entry[%d]", o.i))
-		}
+	if j, dup := t.targets[target]; dup && t.atomic {
+		return outcome.New(http.StatusBadRequest, outcome.CodeDuplicate,
+			fmt.Sprintf("%s is also the target of Bundle.entry[%d]; a resource may appear only once in a transaction", target, j),
+			fmt.Sprintf("Bundle.entry[%d]", j))
 	}
+	t.targets[target] = s.i
 	if s.e.FullURL != "" {
 		t.ids[s.e.FullURL] = target
 	}
@@ -623,7 +624,7 @@ func (t *tx) respond(w http.ResponseWriter, typ string) error {
 		ID           string     `json:"id"`
 		Meta         bundleMeta `json:"meta"`
 		Type         string     `json:"type"`
-		Entry        []txReply  `json:"entry"`
+		Entry        []txReply  `json:"entry,omitempty"`
 	}{"Bundle", newID(), bundleMeta{LastUpdated: t.a.now().Format(time.RFC3339Nano)}, typ, make([]txReply, len(t.steps))}
 	for k, s := range t.steps {
 		rp := s.reply
