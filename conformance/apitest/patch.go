@@ -28,11 +28,19 @@ func testPatch(t *testing.T, c *Client, _ Options) {
 		return v
 	}
 
+	t.Run("A-PA-04 a patch that changes no data keeps the narrative", func(t *testing.T) {
+		r := c.Do("PATCH", path, []byte(`[{"op":"test","path":"/active","value":false}]`), "Content-Type", jsonPatch)
+		expectStatus(t, r, 200, "PATCH")
+		if r.JSON(t)["text"] == nil {
+			t.Errorf("the narrative was dropped by a patch that changed nothing")
+		}
+	})
+
 	t.Run("A-PA-01 JSON Patch replace /active; A-PA-04 stale narrative dropped", func(t *testing.T) {
 		r := c.Do("PATCH", path, []byte(`[{"op":"test","path":"/active","value":false},{"op":"replace","path":"/active","value":true}]`), "Content-Type", jsonPatch)
 		expectStatus(t, r, 200, "PATCH")
-		if r.Header.Get("ETag") != `W/"2"` {
-			t.Errorf("ETag %q, want W/\"2\"", r.Header.Get("ETag"))
+		if r.Header.Get("ETag") != `W/"3"` {
+			t.Errorf("ETag %q, want W/\"3\"", r.Header.Get("ETag"))
 		}
 		m := r.JSON(t)
 		if m["active"] != true {

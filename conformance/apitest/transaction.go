@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -54,6 +55,23 @@ func idOfLocation(t testing.TB, loc string) string {
 }
 
 func testTransaction(t *testing.T, c *Client, _ Options) {
+	t.Run("the CapabilityStatement lists batch, transaction and patch", func(t *testing.T) {
+		m := c.Do("GET", "/metadata", nil).JSON(t)
+		rest := m["rest"].([]any)[0].(map[string]any)
+		var system []string
+		for _, in := range rest["interaction"].([]any) {
+			system = append(system, in.(map[string]any)["code"].(string))
+		}
+		for _, want := range []string{"batch", "transaction"} {
+			if !slices.Contains(system, want) {
+				t.Errorf("rest.interaction %v lacks %s", system, want)
+			}
+		}
+		patient := rest["resource"].([]any)[0].(map[string]any)
+		if !strings.Contains(fmt.Sprint(patient["interaction"]), "code:patch") {
+			t.Errorf("%v: interactions %v lack patch", patient["type"], patient["interaction"])
+		}
+	})
 	t.Run("A-BT-08 urn:uuid references rewritten everywhere; A-BT-12 response", func(t *testing.T) {
 		pat := "urn:uuid:2b3f6a1c-0000-4000-8000-000000000000"
 		obs := "urn:uuid:9d1e2f3a-0000-4000-8000-000000000001"

@@ -171,16 +171,19 @@ func (a *API) patched(ctx context.Context, typ, id string, ifMatch int64, doc pa
 	if err != nil {
 		return nil, 0, err
 	}
-	before, _ := json.Marshal(res["text"])
+	before, _ := encodeJSON(res) // encoding/json sorts keys: comparable
+	beforeText, _ := json.Marshal(res["text"])
 	out, err := doc.apply(res)
 	if err != nil {
 		return nil, 0, err
+	}
+	if after, _ := encodeJSON(out); !bytes.Equal(after, before) {
+		safeNarrative(out, beforeText)
 	}
 	if out["resourceType"] != typ || out["id"] != id {
 		return nil, 0, outcome.New(http.StatusUnprocessableEntity, outcome.CodeInvalid,
 			"a patch may not change resourceType or id")
 	}
-	safeNarrative(out, before)
 	body, err := encodeJSON(out)
 	if err != nil {
 		return nil, 0, err
