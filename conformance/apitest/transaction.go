@@ -198,14 +198,19 @@ func testTransaction(t *testing.T, c *Client, _ Options) {
 		id := uniqueID("abs")
 		body := bundleOf("transaction",
 			fmt.Sprintf(`{"fullUrl":"http://other.example.org/fhir/Patient/%s","resource":%s,"request":{"method":"PUT","url":"Patient/%s"}}`, id, patient(id, "Abs"), id),
-			fmt.Sprintf(`{"fullUrl":"http://other.example.org/fhir/Observation/o1","resource":{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"http://other.example.org/fhir/Patient/%s"}},"request":{"method":"POST","url":"Observation"}}`, id),
+			fmt.Sprintf(`{"fullUrl":"http://other.example.org/fhir/Observation/o1","resource":{"resourceType":"Observation","status":"final","code":{"text":"x"},
+				"subject":{"reference":"http://other.example.org/fhir/Patient/%s"},"focus":[{"reference":"Patient/%s"}],
+				"extension":[{"url":"http://example.org/canonical","valueCanonical":"http://other.example.org/fhir/Patient/%s"}]},"request":{"method":"POST","url":"Observation"}}`, id, id, id),
 		)
 		r := c.Do("POST", "/", body)
 		expectStatus(t, r, 200, "transaction")
 		entries := responseEntries(t, r, "transaction-response")
 		got := c.Do("GET", "/"+idOfLocation(t, entryLocation(entries[1])), nil)
-		if !strings.Contains(string(got.Body), `"reference":"Patient/`+id+`"`) {
-			t.Errorf("absolute fullUrl reference not rewritten to Patient/%s: %s", id, got.Body)
+		if n := strings.Count(string(got.Body), `"reference":"Patient/`+id+`"`); n != 2 {
+			t.Errorf("absolute and relative references to the PUT entry: %d are Patient/%s, want 2: %s", n, id, got.Body)
+		}
+		if !strings.Contains(string(got.Body), `"valueCanonical":"http://other.example.org/fhir/Patient/`+id+`"`) {
+			t.Errorf("a canonical was rewritten (A-BT-08 says canonicals are not): %s", got.Body)
 		}
 	})
 }

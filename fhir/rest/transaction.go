@@ -485,6 +485,13 @@ func (t *tx) parse(s *step) (*resource.Resource, error) {
 // resolve rewrites one value found in the resource of s (http.html#trules).
 func (t *tx) resolve(s *step, v string, kind refs.Kind) (string, error) {
 	if target, ok := t.ids[v]; ok {
+		if kind == refs.URI && !strings.HasPrefix(v, "urn:") {
+			// A string equal to an http fullUrl outside a Reference is most
+			// likely a canonical (a ValueSet's url named by a binding),
+			// which http.html#trules says is not rewritten; urn:uuid and
+			// urn:oid values are uri/oid/uuid elements, which are.
+			return v, nil
+		}
 		if !t.atomic && kind == refs.Reference {
 			// http.html#transaction: batch entries may not depend on each other.
 			return "", outcome.Newf(http.StatusBadRequest, outcome.CodeInvalid,
