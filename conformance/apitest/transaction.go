@@ -179,6 +179,42 @@ func testTransaction(t *testing.T, c *Client, _ Options) {
 		}
 	})
 
+	t.Run("A-BT-14 conditional update and delete inside a transaction", func(t *testing.T) {
+		sys := uniqueID("http://example.org/cud")
+		doomed, _ := create(t, c, "Patient", fmt.Sprintf(`{"resourceType":"Patient","identifier":[{"system":%q,"value":"del"}]}`, sys))
+		kept, _ := create(t, c, "Patient", fmt.Sprintf(`{"resourceType":"Patient","identifier":[{"system":%q,"value":"upd"}]}`, sys))
+		body := bundleOf("transaction",
+			// no match, no id: created
+			fmt.Sprintf(`{"resource":{"resourceType":"Patient","identifier":[{"system":%q,"value":"new"}]},"request":{"method":"PUT","url":"Patient?identifier=%s|new"}}`, sys, sys),
+			// one match, body without id: that resource is updated
+			fmt.Sprintf(`{"resource":{"resourceType":"Patient","active":true,"identifier":[{"system":%q,"value":"upd"}]},"request":{"method":"PUT","url":"Patient?identifier=%s|upd"}}`, sys, sys),
+			fmt.Sprintf(`{"request":{"method":"DELETE","url":"Patient?identifier=%s|del"}}`, sys),
+			fmt.Sprintf(`{"request":{"method":"DELETE","url":"Patient?identifier=%s|nothing"}}`, sys),
+		)
+		r := c.Do("POST", "/", body)
+		expectStatus(t, r, 200, "transaction")
+		entries := responseEntries(t, r, "transaction-response")
+		for i, want := range []string{"201", "200", "204", "204"} {
+			if !strings.HasPrefix(entryStatus(entries[i]), want) {
+				t.Errorf("entry %d: %s, want %s", i, entryStatus(entries[i]), want)
+			}
+		}
+		if got := idOfLocation(t, entryLocation(entries[1])); got != "Patient/"+kept {
+			t.Errorf("conditional update wrote %s, want Patient/%s", got, kept)
+		}
+		expectOutcome(t, c.Do("GET", "/Patient/"+doomed, nil), 410, "conditionally deleted")
+		// Several matches: the transaction fails with 412 and stores nothing.
+		create(t, c, "Patient", fmt.Sprintf(`{"resourceType":"Patient","identifier":[{"system":%q,"value":"upd"}]}`, sys))
+		before := systemTotal(t, c)
+		issues := expectOutcome(t, c.Do("POST", "/", body), 412, "conditional update with two matches")
+		if !hasExpression(issues, "Bundle.entry[1]") {
+			t.Errorf("412 does not name the entry: %v", issues)
+		}
+		if after := systemTotal(t, c); after != before {
+			t.Errorf("the failed transaction stored %d versions", after-before)
+		}
+	})
+
 	t.Run("A-BT-11 conditional reference resolved to a literal one", func(t *testing.T) {
 		sys := uniqueID("http://example.org/cref")
 		target, _ := create(t, c, "Patient", fmt.Sprintf(`{"resourceType":"Patient","identifier":[{"system":%q,"value":"7"}]}`, sys))
@@ -241,6 +277,27 @@ func testBatch(t *testing.T, c *Client, _ Options) {
 			t.Errorf("failed entry has no outcome: %v", entries[2])
 		}
 		expectStatus(t, c.Do("GET", "/"+idOfLocation(t, entryLocation(entries[3])), nil), 200, "the good create of the batch")
+	})
+	t.Run("A-BT-14 ifNoneMatch and ifModifiedSince on GET entries", func(t *testing.T) {
+		id := uniqueID("cread")
+		expectStatus(t, c.Do("PUT", "/Patient/"+id, []byte(patient(id, "Cached"))), 201, "create")
+		body := bundleOf("batch",
+			fmt.Sprintf(`{"request":{"method":"GET","url":"Patient/%s","ifNoneMatch":"W/\"1\""}}`, id),
+			fmt.Sprintf(`{"request":{"method":"GET","url":"Patient/%s","ifNoneMatch":"W/\"7\""}}`, id),
+			fmt.Sprintf(`{"request":{"method":"GET","url":"Patient/%s","ifModifiedSince":"2999-01-01T00:00:00Z"}}`, id),
+			fmt.Sprintf(`{"request":{"method":"GET","url":"Patient/%s","ifModifiedSince":"2000-01-01T00:00:00Z"}}`, id),
+		)
+		r := c.Do("POST", "/", body)
+		expectStatus(t, r, 200, "batch")
+		entries := responseEntries(t, r, "batch-response")
+		for i, want := range []string{"304", "200", "304", "200"} {
+			if !strings.HasPrefix(entryStatus(entries[i]), want) {
+				t.Errorf("entry %d: %s, want %s", i, entryStatus(entries[i]), want)
+			}
+		}
+		if entries[1]["resource"] == nil || entries[0]["resource"] != nil {
+			t.Errorf("the 200 entry needs the resource, the 304 none: %v / %v", entries[1]["resource"], entries[0]["resource"])
+		}
 	})
 	t.Run("A-BT-04 a batch entry may not reference another", func(t *testing.T) {
 		u := "urn:uuid:5e5e5e5e-0000-4000-8000-000000000004"
@@ -325,6 +382,7 @@ func testBundleBadInput(t *testing.T, c *Client, opts Options) {
 		{"A-BT-13 request entry with a response", bundleOf("transaction", `{"resource":{"resourceType":"Patient"},"request":{"method":"POST","url":"Patient"},"response":{"status":"201"}}`), 400, "Bundle.entry[0].response"},
 		{"POST entry without resource", bundleOf("transaction", post(patient("", "K")), `{"request":{"method":"POST","url":"Patient"}}`), 400, "Bundle.entry[1]"},
 		{"resource type differs from the url", bundleOf("transaction", `{"resource":{"resourceType":"Patient"},"request":{"method":"POST","url":"Observation"}}`), 400, "Bundle.entry[0]"},
+		{"request.url on another server", bundleOf("transaction", `{"resource":{"resourceType":"Patient"},"request":{"method":"POST","url":"https://elsewhere.example.org/fhir/Patient"}}`), 400, "Bundle.entry[0]"},
 		{"unknown method", bundleOf("transaction", `{"resource":{"resourceType":"Patient"},"request":{"method":"FETCH","url":"Patient"}}`), 400, "Bundle.entry[0]"},
 		{"over --max-body", huge, 413, ""},
 	} {

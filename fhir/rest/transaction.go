@@ -253,7 +253,7 @@ func (t *tx) parseRequest(s *step) error {
 	u := req.URL
 	if rest, ok := strings.CutPrefix(u, t.base+"/"); ok {
 		u = rest // an absolute URL on this server
-	} else if strings.Contains(u, "://") {
+	} else if strings.HasPrefix(u, "http://") || strings.HasPrefix(u, "https://") {
 		return outcome.New(http.StatusBadRequest, outcome.CodeNotSupported, "request.url is on another server", "request.url")
 	}
 	u = strings.TrimPrefix(u, "/")
