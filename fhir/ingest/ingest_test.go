@@ -181,9 +181,14 @@ func TestNDJSONAndRejects(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "ignored.txt"), []byte("not FHIR"), 0o600)
 
 	db := openStore(t)
-	sum, err := ingest.Run(ctx, db, []string{dir}, ingest.Options{})
+	var progress bytes.Buffer
+	sum, err := ingest.Run(ctx, db, []string{dir}, ingest.Options{Progress: &progress})
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The last progress line: everything read, every resource counted.
+	if !strings.Contains(progress.String(), "100.0%  9 resources") || !strings.Contains(progress.String(), "ETA 0s") {
+		t.Errorf("progress output %q lacks the final 100%% line", progress.String())
 	}
 	// Loaded: p1, o1, p3 (its second line is a duplicate in the same run).
 	// Rejected: p2 (gender), Frobnicator, truncated JSON, the duplicate p3,
