@@ -299,6 +299,47 @@ func testBatch(t *testing.T, c *Client, _ Options) {
 			t.Errorf("the 200 entry needs the resource, the 304 none: %v / %v", entries[1]["resource"], entries[0]["resource"])
 		}
 	})
+	t.Run("A-BT-15 a history Bundle is replayed, oldest first, keeping ids", func(t *testing.T) {
+		orig, _ := create(t, c, "Patient", patient("", "Hist1"))
+		body := c.Do("GET", "/Patient/"+orig, nil).JSON(t)
+		body["name"] = []any{map[string]any{"family": "Hist2"}}
+		b, _ := json.Marshal(body)
+		expectStatus(t, c.Do("PUT", "/Patient/"+orig, b), 200, "update")
+		expectStatus(t, c.Do("DELETE", "/Patient/"+orig, nil), 204, "delete")
+		hist := c.Do("GET", "/Patient/"+orig+"/_history", nil)
+		expectStatus(t, hist, 200, "history")
+		// The same history under another id: a copy of the resource's life.
+		copyID := uniqueID("replica")
+		replay := strings.ReplaceAll(string(hist.Body), orig, copyID)
+		r := c.Do("POST", "/", []byte(replay))
+		expectStatus(t, r, 200, "history replay")
+		entries := responseEntries(t, r, "batch-response")
+		if len(entries) != 3 {
+			t.Fatalf("%d response entries, want 3", len(entries))
+		}
+		// Newest first in the Bundle: delete, update, create.
+		for i, want := range []string{"204", "200", "201"} {
+			if !strings.HasPrefix(entryStatus(entries[i]), want) {
+				t.Errorf("entry %d: %s, want %s", i, entryStatus(entries[i]), want)
+			}
+		}
+		expectOutcome(t, c.Do("GET", "/Patient/"+copyID, nil), 410, "the replayed delete")
+		if v2 := c.Do("GET", "/Patient/"+copyID+"/_history/2", nil); !strings.Contains(string(v2.Body), "Hist2") {
+			t.Errorf("version 2 of the replica: %d %s", v2.Status, v2.Body)
+		}
+	})
+	t.Run("A-BT-14 batch entries run one after the other: one conditional create wins", func(t *testing.T) {
+		sys := uniqueID("http://example.org/twice")
+		entry := fmt.Sprintf(`{"resource":{"resourceType":"Patient","identifier":[{"system":%q,"value":"1"}]},"request":{"method":"POST","url":"Patient","ifNoneExist":"identifier=%s|1"}}`, sys, sys)
+		r := c.Do("POST", "/", bundleOf("batch", entry, entry))
+		expectStatus(t, r, 200, "batch")
+		entries := responseEntries(t, r, "batch-response")
+		if !strings.HasPrefix(entryStatus(entries[0]), "201") || !strings.HasPrefix(entryStatus(entries[1]), "200") ||
+			entryLocation(entries[0]) != entryLocation(entries[1]) {
+			t.Errorf("two identical conditional creates: %s %s and %s %s, want 201 then 200 on the same resource",
+				entryStatus(entries[0]), entryLocation(entries[0]), entryStatus(entries[1]), entryLocation(entries[1]))
+		}
+	})
 	t.Run("A-BT-04 a batch entry may not reference another", func(t *testing.T) {
 		u := "urn:uuid:5e5e5e5e-0000-4000-8000-000000000004"
 		body := bundleOf("batch",
@@ -376,6 +417,7 @@ func testBundleBadInput(t *testing.T, c *Client, opts Options) {
 		{"a transaction posted to the base inside an entry", bundleOf("transaction",
 			fmt.Sprintf(`{"resource":%s,"request":{"method":"POST","url":""}}`, bundleOf("batch"))), 400, "Bundle.entry[0].request"},
 		{"wrong Bundle type", []byte(`{"resourceType":"Bundle","type":"collection","entry":[{"resource":{"resourceType":"Patient"}}]}`), 400, "Bundle.type"},
+		{"a searchset is not a batch", []byte(`{"resourceType":"Bundle","type":"searchset"}`), 400, "Bundle.type"},
 		{"not a Bundle", []byte(`{"resourceType":"Patient"}`), 400, ""},
 		{"A-BT-01 entry without request", bundleOf("transaction", post(patient("", "J")), `{"resource":{"resourceType":"Patient"}}`), 400, "Bundle.entry[1].request"},
 		{"A-BT-01 batch entry without request", bundleOf("batch", `{"resource":{"resourceType":"Patient"}}`), 400, "Bundle.entry[0].request"},

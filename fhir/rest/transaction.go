@@ -22,9 +22,9 @@ import (
 
 // Batch and transaction (http.html#transaction): POST [base] with a Bundle.
 //
-// Both run the same steps, entry by entry, in the order http.html#trules
-// prescribes (DELETE, POST, PUT/PATCH, GET/HEAD) whatever the order of the
-// entries:
+// Both run the same steps in the order http.html#trules prescribes
+// (DELETE, POST, PUT/PATCH, GET/HEAD) whatever the order of the entries (a
+// history Bundle, replayed as a batch, keeps its own order, oldest first):
 //
 //  1. identify: every write's target (Type/id) is decided first,
 //     conditional creates, updates and deletes by search, and each
@@ -34,7 +34,8 @@ import (
 //     search each), the resource is validated and the store.Change that
 //     writes it computed, by the same code the single interactions use;
 //  3. commit: a transaction commits every change in ONE store.Commit, so
-//     the store applies all or none; a batch commits entry by entry;
+//     the store applies all or none; a batch runs steps 1–3 for one entry
+//     at a time, each entry committed before the next starts;
 //  4. read: GET and HEAD entries run through the router, after the writes,
 //     so they see the transaction's results.
 //
@@ -112,14 +113,25 @@ func rank(method string) int {
 	return 3
 }
 
+// rank is the processing order of s: http.html#trules, except that a
+// history Bundle's writes keep their order (oldest first), reads after.
+func (t *tx) rank(s *step) int {
+	r := rank(s.method)
+	if t.history && r < 3 {
+		return 0
+	}
+	return r
+}
+
 // tx is one batch or transaction being processed.
 type tx struct {
-	a      *API
-	r      *http.Request
-	ctx    context.Context
-	base   string
-	atomic bool // transaction
-	steps  []*step
+	a       *API
+	r       *http.Request
+	ctx     context.Context
+	base    string
+	atomic  bool // transaction
+	history bool // a history Bundle, replayed as a batch
+	steps   []*step
 	// ids maps each entry's fullUrl to the identity it gets (Type/id).
 	ids map[string]string
 	// condRefs caches conditional references: each is resolved once.
@@ -143,43 +155,69 @@ func (a *API) bundle(w http.ResponseWriter, r *http.Request) error {
 			"POST to the base takes a Bundle of type batch or transaction, not %q", b.ResourceType)
 	}
 	t := &tx{a: a, r: r, ctx: r.Context(), base: a.base(r), ids: map[string]string{}, condRefs: map[string]string{}, targets: map[string]int{}}
+	respType := "batch-response"
 	switch b.Type {
 	case "transaction":
-		t.atomic = true
+		t.atomic, respType = true, "transaction-response"
 		setInteraction(r, "transaction")
 	case "batch":
+	case "history":
+		// http.html#transaction: servers SHOULD accept a history Bundle; it
+		// is replayed as a batch, oldest version first (a resource may
+		// occur several times), keeping the ids it names.
+		t.history = true
 	default:
 		return outcome.New(http.StatusBadRequest, outcome.CodeValue,
-			fmt.Sprintf("Bundle.type is %q; POST to the base takes batch or transaction", b.Type), "Bundle.type")
+			fmt.Sprintf("Bundle.type is %q; POST to the base takes batch, transaction or history", b.Type), "Bundle.type")
 	}
 	if err := t.check(b.Entry); err != nil {
 		return err
 	}
 	order := slices.Clone(t.steps)
-	slices.SortStableFunc(order, func(x, y *step) int { return rank(x.method) - rank(y.method) })
-	for _, s := range order {
-		if rank(s.method) < 3 && s.err == nil {
-			if err := t.fail(s, t.identify(s)); err != nil {
-				return err
+	if t.history {
+		slices.Reverse(order) // a history Bundle lists the newest first
+	}
+	slices.SortStableFunc(order, func(x, y *step) int { return t.rank(x) - t.rank(y) })
+	if t.atomic {
+		for _, s := range order {
+			if rank(s.method) < 3 {
+				if err := t.fail(s, t.identify(s)); err != nil {
+					return err
+				}
 			}
 		}
-	}
-	for _, s := range order {
-		if rank(s.method) < 3 && s.err == nil {
-			if err := t.fail(s, t.plan(s)); err != nil {
-				return err
+		for _, s := range order {
+			if rank(s.method) < 3 {
+				if err := t.fail(s, t.plan(s)); err != nil {
+					return err
+				}
 			}
 		}
-	}
-	if err := t.commit(); err != nil {
-		return err
+		if err := t.commit(); err != nil {
+			return err
+		}
+	} else {
+		// Batch entries are independent: each is identified, planned and
+		// committed before the next, so a later entry sees an earlier one
+		// (two conditional creates with the same criteria create one).
+		for _, s := range order {
+			if rank(s.method) < 3 && s.err == nil {
+				t.fail(s, t.identify(s))
+				if s.err == nil {
+					t.fail(s, t.plan(s))
+				}
+				if s.err == nil && s.change != nil {
+					t.fail(s, t.a.store.Commit(t.ctx, *s.change))
+				}
+			}
+		}
 	}
 	for _, s := range order {
 		if rank(s.method) == 3 && s.err == nil {
 			t.read(s)
 		}
 	}
-	return t.respond(w, b.Type+"-response")
+	return t.respond(w, respType)
 }
 
 // fail records err for s: in a transaction it ends everything (the error
@@ -224,10 +262,10 @@ func (t *tx) check(entries []txEntry) error {
 		if e.Request == nil || e.Request.Method == "" || e.Request.URL == "" {
 			return bad(outcome.CodeRequired, "every entry of a batch or transaction needs request.method and request.url (bdl-3)", where+".request")
 		}
-		if len(e.Response) > 0 {
+		if len(e.Response) > 0 && !t.history {
 			return bad(outcome.CodeInvalid, "a request bundle's entries carry no response (bdl-4)", where+".response")
 		}
-		if e.FullURL != "" {
+		if e.FullURL != "" && !t.history { // bdl-7 exempts history Bundles
 			if j, dup := fullURLs[e.FullURL]; dup {
 				return bad(outcome.CodeDuplicate, fmt.Sprintf("fullUrl %s is also the fullUrl of Bundle.entry[%d] (bdl-7)", e.FullURL, j), where+".fullUrl")
 			}
@@ -296,6 +334,17 @@ func (t *tx) parseRequest(s *step) error {
 	}
 	if (s.method == http.MethodPost || s.method == http.MethodPut || s.method == http.MethodPatch) && len(s.e.Resource) == 0 {
 		return outcome.New(http.StatusBadRequest, outcome.CodeRequired, s.method+" entries need a resource (bdl-3)", "resource")
+	}
+	if t.history && s.method == http.MethodPost {
+		// http.html#transaction: a history POST keeps resource.id, so that
+		// references to it stay true: it is written as an update-as-create.
+		var head struct {
+			ID string `json:"id"`
+		}
+		json.Unmarshal(s.e.Resource, &head)
+		if resource.ValidID(head.ID) {
+			s.method, s.id = http.MethodPut, head.ID
+		}
 	}
 	return nil
 }
@@ -550,32 +599,24 @@ func (t *tx) conditionalRef(ref string) (string, error) {
 		"the conditional reference %s matches several resources", ref)
 }
 
-// commit writes the planned changes: a transaction's all at once, a
-// batch's one entry at a time.
+// commit writes a transaction's planned changes in one store.Commit: the
+// store applies all or none.
 func (t *tx) commit() error {
 	var changes []store.Change
 	var owners []*step
 	for _, s := range t.steps {
-		if s.change != nil && s.err == nil {
+		if s.change != nil {
 			changes = append(changes, *s.change)
 			owners = append(owners, s)
 		}
 	}
-	if t.atomic {
-		err := t.a.store.Commit(t.ctx, changes...)
-		var ce *store.ConflictError
-		if errors.As(err, &ce) && ce.Index < len(owners) {
-			// Another client wrote the same resource since identify read it.
-			return entryError(owners[ce.Index].i, err)
-		}
-		return err
+	err := t.a.store.Commit(t.ctx, changes...)
+	var ce *store.ConflictError
+	if errors.As(err, &ce) && ce.Index < len(owners) {
+		// Another client wrote the same resource since identify read it.
+		return entryError(owners[ce.Index].i, err)
 	}
-	for k, s := range owners {
-		if err := t.a.store.Commit(t.ctx, changes[k]); err != nil {
-			s.err = entryError(s.i, err)
-		}
-	}
-	return nil
+	return err
 }
 
 // read runs a GET or HEAD entry through the router, as its own request
