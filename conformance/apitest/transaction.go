@@ -371,6 +371,7 @@ func testBundleBadInput(t *testing.T, c *Client, opts Options) {
 		create(t, c, "Patient", fmt.Sprintf(`{"resourceType":"Patient","identifier":[{"system":%q,"value":"t"}]}`, sys))
 	}
 	existing, _ := create(t, c, "Patient", patient("", "Existing"))
+	tagged, _ := create(t, c, "Patient", fmt.Sprintf(`{"resourceType":"Patient","identifier":[{"system":%q,"value":"solo"}]}`, sys))
 
 	post := func(res string) string {
 		return fmt.Sprintf(`{"resource":%s,"request":{"method":"POST","url":"%s"}}`, res, typeOf(res))
@@ -412,6 +413,9 @@ func testBundleBadInput(t *testing.T, c *Client, opts Options) {
 		{"A-BT-07 PUT and DELETE of the same resource", bundleOf("transaction",
 			fmt.Sprintf(`{"resource":%s,"request":{"method":"PUT","url":"Patient/%s"}}`, patient(existing, "G"), existing),
 			fmt.Sprintf(`{"request":{"method":"DELETE","url":"Patient/%s"}}`, existing)), 400, "Bundle.entry[0]"},
+		{"A-BT-07 PUT by id and conditional DELETE resolving to the same resource", bundleOf("transaction",
+			fmt.Sprintf(`{"resource":{"resourceType":"Patient","id":%q},"request":{"method":"PUT","url":"Patient/%s"}}`, tagged, tagged),
+			fmt.Sprintf(`{"request":{"method":"DELETE","url":"Patient?identifier=%s|solo"}}`, sys)), 400, "Bundle.entry[1]"},
 		{"a transaction nested in an entry", bundleOf("transaction", post(patient("", "H")),
 			post(string(bundleOf("transaction", post(patient("", "I")))))), 400, "Bundle.entry[1]"},
 		{"a transaction posted to the base inside an entry", bundleOf("transaction",
