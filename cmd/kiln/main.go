@@ -2,6 +2,7 @@
 // binary.
 //
 //	kiln serve [flags]     run the server
+//	kiln import FILE|DIR…  load Bundles and NDJSON into the store
 //	kiln version           print the version
 package main
 
@@ -33,6 +34,8 @@ func run(ctx context.Context, args []string) error {
 	switch args[0] {
 	case "serve":
 		return serve(ctx, args[1:])
+	case "import":
+		return importFiles(ctx, args[1:], os.Stdout, os.Stderr)
 	case "version", "--version", "-version":
 		fmt.Println("kiln", version)
 		return nil
@@ -49,6 +52,7 @@ func usage() {
 
 Usage:
   kiln serve [flags]   run the server (kiln serve -h lists the flags)
+  kiln import FILE|DIR…  load Bundles and NDJSON into the store (kiln import -h)
   kiln version         print the version
 `)
 }

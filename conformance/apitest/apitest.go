@@ -122,6 +122,11 @@ func Run(t *testing.T, base string, opts Options) {
 		{"concurrent If-Match", testConcurrentIfMatch},
 		{"operations headers", testOperationalHeaders},
 		{"examples round trip", testExamples},
+		{"transaction", testTransaction},
+		{"batch", testBatch},
+		{"bundle bad input", testBundleBadInput},
+		{"patch", testPatch},
+		{"Synthea transactions", testSyntheaTransactions},
 	} {
 		t.Run(sc.name, func(t *testing.T) { sc.run(t, newClient(t), opts) })
 	}

@@ -108,6 +108,13 @@ var interactions = []interaction{
 	{"search-type", typeLevel, []string{http.MethodGet, http.MethodHead}, "/{compartment:[A-Z][A-Za-z]+}/" + idPat + "/{type:[A-Z][A-Za-z]+}", (*API).searchCompartment},
 	{"search-system", systemLevel, []string{http.MethodGet, http.MethodHead}, "/", (*API).searchSystem},
 	{"search-system", systemLevel, []string{http.MethodPost}, "/_search", (*API).searchSystem},
+	// One route serves both: the Bundle's type decides (transaction.go).
+	// The second row is never matched by mux; it is here so that the
+	// CapabilityStatement lists both interactions.
+	{"batch", systemLevel, []string{http.MethodPost}, "/", (*API).bundle},
+	{"transaction", systemLevel, []string{http.MethodPost}, "/", (*API).bundle},
+	{"patch", instanceLevel, []string{http.MethodPatch}, "/" + typePat + "/" + idPat, (*API).patch},
+	{"patch", typeLevel, []string{http.MethodPatch}, "/" + typePat, (*API).conditionalPatch},
 }
 
 // New returns the API over st.

@@ -1,6 +1,7 @@
 package rest
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -22,8 +23,10 @@ import (
 // version still protects every update and delete from lost writes.
 
 // matches runs the conditional criteria against typ and returns up to two
-// matches (two is enough to tell "several").
-func (a *API) matches(r *http.Request, typ, criteria string) ([]store.Resource, error) {
+// matches (two is enough to tell "several"). base is the request's service
+// base (a.base), for absolute references in the criteria. The access's confine clause narrows the search, so a
+// conditional interaction can never find what the access may not see.
+func (a *API) matches(ctx context.Context, base, typ, criteria string) ([]store.Resource, error) {
 	params, err := url.ParseQuery(criteria)
 	if err != nil {
 		return nil, outcome.New(http.StatusBadRequest, outcome.CodeInvalid, "the conditional criteria are not a valid query string")
@@ -31,7 +34,7 @@ func (a *API) matches(r *http.Request, typ, criteria string) ([]store.Resource, 
 	for _, k := range []string{"_count", "_sort", "_page", "_include", "_revinclude", "_summary", "_elements", "_total", "_format", "_pretty"} {
 		delete(params, k)
 	}
-	q, _, err := a.cfg.Registry.Parse([]string{typ}, params, search.ParseOptions{Strict: true, Base: a.base(r)})
+	q, _, err := a.cfg.Registry.Parse([]string{typ}, params, search.ParseOptions{Strict: true, Base: base})
 	if err != nil {
 		return nil, err
 	}
@@ -42,11 +45,11 @@ func (a *API) matches(r *http.Request, typ, criteria string) ([]store.Resource, 
 	// A conditional interaction is a search and a write: it needs s, and
 	// it finds its target only among what the access may see, so that the
 	// criteria cannot probe other patients' records.
-	if err := a.confineQuery(r.Context(), q); err != nil {
+	if err := a.confineQuery(ctx, q); err != nil {
 		return nil, err
 	}
 	q.Count, q.Total = 2, search.TotalNone
-	page, err := a.searcher.Search(r.Context(), q)
+	page, err := a.searcher.Search(ctx, q)
 	if err != nil {
 		return nil, err
 	}
@@ -61,7 +64,7 @@ func severalMatches(n int, what string) error {
 // conditionalCreate answers POST with If-None-Exist: one match returns it
 // (200) and creates nothing; several are 412; none creates.
 func (a *API) conditionalCreate(w http.ResponseWriter, r *http.Request, criteria string) (bool, error) {
-	found, err := a.matches(r, mux.Vars(r)["type"], criteria)
+	found, err := a.matches(r.Context(), a.base(r), mux.Vars(r)["type"], criteria)
 	if err != nil {
 		return true, err
 	}
@@ -96,26 +99,37 @@ func (a *API) conditionalUpdate(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	found, err := a.matches(r, typ, r.URL.RawQuery)
+	id, anyID, err := a.updateTarget(r.Context(), a.base(r), typ, r.URL.RawQuery, parsed.ID)
 	if err != nil {
 		return err
 	}
+	if id == "" {
+		// No match and no id: a create with a server-assigned id.
+		return a.createParsed(w, r, parsed)
+	}
+	return a.updateParsed(w, r, parsed, id, anyID)
+}
+
+// updateTarget decides what a conditional update writes
+// (http.html#cond-update): no match and no body id → "" (create with a new
+// id); no match with a body id → that id; one match → its id, which a body
+// id must equal (anyID: the body may have none); several → 412.
+func (a *API) updateTarget(ctx context.Context, base, typ, criteria, bodyID string) (id string, anyID bool, err error) {
+	found, err := a.matches(ctx, base, typ, criteria)
+	if err != nil {
+		return "", false, err
+	}
 	switch len(found) {
 	case 0:
-		if parsed.ID == "" {
-			// No match and no id: a create with a server-assigned id.
-			return a.createParsed(w, r, parsed)
-		}
-		return a.updateParsed(w, r, parsed, parsed.ID, false)
+		return bodyID, false, nil
 	case 1:
-		if parsed.ID != "" && parsed.ID != found[0].ID {
-			return outcome.New(http.StatusBadRequest, outcome.CodeInvalid,
-				fmt.Sprintf("the criteria match %s/%s but the body's id is %s", typ, found[0].ID, parsed.ID), typ+".id")
+		if bodyID != "" && bodyID != found[0].ID {
+			return "", false, outcome.New(http.StatusBadRequest, outcome.CodeInvalid,
+				fmt.Sprintf("the criteria match %s/%s but the body's id is %s", typ, found[0].ID, bodyID), typ+".id")
 		}
-		// A body without id takes the id of the match (http.html#cond-update).
-		return a.updateParsed(w, r, parsed, found[0].ID, true)
+		return found[0].ID, true, nil
 	}
-	return severalMatches(len(found), "conditional update")
+	return "", false, severalMatches(len(found), "conditional update")
 }
 
 // conditionalDelete is DELETE [base]/[type]?criteria; several matches are
@@ -129,7 +143,7 @@ func (a *API) conditionalDelete(w http.ResponseWriter, r *http.Request) error {
 	if err := a.permit(r.Context(), OpDelete, typ, nil); err != nil {
 		return err
 	}
-	found, err := a.matches(r, typ, r.URL.RawQuery)
+	found, err := a.matches(r.Context(), a.base(r), typ, r.URL.RawQuery)
 	if err != nil {
 		return err
 	}

@@ -32,11 +32,8 @@ func (a *API) create(w http.ResponseWriter, r *http.Request) error {
 
 // createParsed stores parsed under a new server-assigned id.
 func (a *API) createParsed(w http.ResponseWriter, r *http.Request, parsed *resource.Resource) error {
-	// Time-ordered UUIDs keep inserts at the right edge of the stores'
-	// B-tree indexes.
 	for attempt := 0; ; attempt++ {
-		id := uuid.Must(uuid.NewV7()).String()
-		ch, err := a.stamp(r, parsed, id, 1, store.MethodPost)
+		ch, err := a.createChange(a.indexBase(r), parsed)
 		if err != nil {
 			return err
 		}
@@ -56,6 +53,15 @@ func (a *API) createParsed(w http.ResponseWriter, r *http.Request, parsed *resou
 		return nil
 	}
 }
+
+// createChange is the change that creates parsed under a new id.
+// Time-ordered UUIDs keep inserts at the right edge of the stores' B-tree
+// indexes.
+func (a *API) createChange(base string, parsed *resource.Resource) (store.Change, error) {
+	return a.stamp(base, parsed, newID(), 1, store.MethodPost)
+}
+
+func newID() string { return uuid.Must(uuid.NewV7()).String() }
 
 // changed is the stored version a committed change became.
 func changed(ch store.Change) store.Resource {

@@ -1,6 +1,7 @@
 package rest
 
 import (
+	"context"
 	"errors"
 	"net/http"
 
@@ -22,31 +23,19 @@ func (a *API) deleteID(w http.ResponseWriter, r *http.Request, typ, id string) e
 	if err := a.permit(r.Context(), OpDelete, typ, nil); err != nil {
 		return err
 	}
-	ifMatch, err := ifMatchVersion(r)
+	ifMatch, err := ifMatchVersion(r.Header.Get("If-Match"))
 	if err != nil {
 		return err
 	}
 	for attempt := 0; ; attempt++ {
-		res, err := a.store.Read(r.Context(), typ, id)
-		if err == nil {
-			if err := a.permitStored(r.Context(), OpDelete, res, nil); err != nil {
-				return err
-			}
-		}
-		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrGone) {
-			if ifMatch != 0 {
-				return preconditionFailed(ifMatch, res.Version)
-			}
-			w.WriteHeader(http.StatusNoContent)
-			return nil
-		}
+		ch, ok, err := a.deleteChange(r.Context(), typ, id, ifMatch)
 		if err != nil {
 			return err
 		}
-		if ifMatch != 0 && ifMatch != res.Version {
-			return preconditionFailed(ifMatch, res.Version)
+		if !ok {
+			w.WriteHeader(http.StatusNoContent)
+			return nil
 		}
-		ch := store.Change{Type: typ, ID: id, Version: res.Version + 1, LastUpdated: a.now(), Method: store.MethodDelete}
 		err = a.store.Commit(r.Context(), ch)
 		if errors.Is(err, store.ErrVersionConflict) && ifMatch == 0 && attempt < maxRetries {
 			continue
@@ -61,4 +50,27 @@ func (a *API) deleteID(w http.ResponseWriter, r *http.Request, typ, id string) e
 		w.WriteHeader(http.StatusNoContent)
 		return nil
 	}
+}
+
+// deleteChange reads typ/id and returns the change that deletes it; ok is
+// false when there is nothing to delete (never existed or already gone).
+// ifMatch (0: none) must name the current version.
+func (a *API) deleteChange(ctx context.Context, typ, id string, ifMatch int64) (store.Change, bool, error) {
+	res, err := a.store.Read(ctx, typ, id)
+	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrGone) {
+		if ifMatch != 0 {
+			return store.Change{}, false, preconditionFailed(ifMatch, res.Version)
+		}
+		return store.Change{}, false, nil
+	}
+	if err != nil {
+		return store.Change{}, false, err
+	}
+	if err := a.permitStored(ctx, OpDelete, res, nil); err != nil {
+		return store.Change{}, false, err
+	}
+	if ifMatch != 0 && ifMatch != res.Version {
+		return store.Change{}, false, preconditionFailed(ifMatch, res.Version)
+	}
+	return store.Change{Type: typ, ID: id, Version: res.Version + 1, LastUpdated: a.now(), Method: store.MethodDelete}, true, nil
 }

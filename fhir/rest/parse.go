@@ -28,15 +28,12 @@ func (a *API) parseBody(r *http.Request, typ string) (*resource.Resource, error)
 
 // stamp renders version of parsed as stored JSON and computes its search
 // index entries: the Change that writes it.
-func (a *API) stamp(r *http.Request, parsed *resource.Resource, id string, version int64, method store.Method) (store.Change, error) {
+// base is indexBase of the request.
+func (a *API) stamp(base string, parsed *resource.Resource, id string, version int64, method store.Method) (store.Change, error) {
 	now := a.now()
 	body, err := parsed.Stamp(id, version, now)
 	if err != nil {
 		return store.Change{}, err
-	}
-	base := ""
-	if a.cfg.BaseURL == "" {
-		base = a.base(r) // the registry already knows a configured base
 	}
 	index, err := a.cfg.Registry.ExtractBase(parsed.Type, body, base)
 	if err != nil {
@@ -47,4 +44,14 @@ func (a *API) stamp(r *http.Request, parsed *resource.Resource, id string, versi
 			"the resource could not be indexed: "+err.Error())
 	}
 	return store.Change{Type: parsed.Type, ID: id, Version: version, LastUpdated: now, Method: method, Body: body, Index: index}, nil
+}
+
+// indexBase is the base that index extraction resolves absolute references
+// against: "" when configured (the registry already knows it), else the
+// one this request reached.
+func (a *API) indexBase(r *http.Request) string {
+	if a.cfg.BaseURL != "" {
+		return ""
+	}
+	return a.base(r)
 }

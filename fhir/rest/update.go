@@ -36,41 +36,16 @@ func (a *API) update(w http.ResponseWriter, r *http.Request) error {
 // updateParsed writes parsed as the next version of typ/id. anyID lets a
 // body without id through (conditional update found the target).
 func (a *API) updateParsed(w http.ResponseWriter, r *http.Request, parsed *resource.Resource, id string, anyID bool) error {
-	typ := parsed.Type
-	ifMatch, err := ifMatchVersion(r)
+	ifMatch, err := ifMatchVersion(r.Header.Get("If-Match"))
 	if err != nil {
 		return err
 	}
-	switch {
-	case parsed.ID == "" && anyID:
-	case parsed.ID == "":
-		return outcome.New(http.StatusBadRequest, outcome.CodeRequired, "the resource must carry the id of the URL", typ+".id")
-	case parsed.ID != id:
-		return outcome.New(http.StatusBadRequest, outcome.CodeInvalid,
-			fmt.Sprintf("the id in the body (%s) differs from the id in the URL (%s)", parsed.ID, id), typ+".id")
+	if err := checkBodyID(parsed, id, anyID); err != nil {
+		return err
 	}
 	for attempt := 0; ; attempt++ {
-		stored, deleted, err := a.currentVersion(r, typ, id)
+		ch, status, err := a.updateChange(r.Context(), a.indexBase(r), parsed, id, ifMatch)
 		if err != nil {
-			return err
-		}
-		current := stored.Version
-		// The version checked is the one the compare-and-set below
-		// replaces: a concurrent write makes the commit fail and retry.
-		if err := a.permitStored(r.Context(), OpUpdate, stored, nil); err != nil {
-			return err
-		}
-		if ifMatch != 0 && ifMatch != current {
-			return preconditionFailed(ifMatch, current)
-		}
-		ch, err := a.stamp(r, parsed, id, current+1, store.MethodPut)
-		if err != nil {
-			return err
-		}
-		// Both ends of an update (SMART u, update-as-create included):
-		// the stored version above, the new one here. A patient may not
-		// move a resource out of their compartment, nor into another's.
-		if err := a.permit(r.Context(), OpUpdate, ch.Type, ch.Body); err != nil {
 			return err
 		}
 		err = a.store.Commit(r.Context(), ch)
@@ -87,10 +62,6 @@ func (a *API) updateParsed(w http.ResponseWriter, r *http.Request, parsed *resou
 		}
 		if err != nil {
 			return err
-		}
-		status := http.StatusOK
-		if current == 0 || deleted {
-			status = http.StatusCreated
 		}
 		a.writeWritten(w, r, status, changed(ch))
 		return nil
@@ -112,11 +83,59 @@ func (a *API) permitStored(ctx context.Context, op Op, res store.Resource, err e
 	return err
 }
 
+// checkBodyID enforces http.html#update: the body carries the id of the
+// URL (anyID: or none, when a conditional update chose the target).
+func checkBodyID(parsed *resource.Resource, id string, anyID bool) error {
+	switch {
+	case parsed.ID == "" && anyID:
+	case parsed.ID == "":
+		return outcome.New(http.StatusBadRequest, outcome.CodeRequired, "the resource must carry the id of the URL", parsed.Type+".id")
+	case parsed.ID != id:
+		return outcome.New(http.StatusBadRequest, outcome.CodeInvalid,
+			fmt.Sprintf("the id in the body (%s) differs from the id in the URL (%s)", parsed.ID, id), parsed.Type+".id")
+	}
+	return nil
+}
+
+// updateChange reads the current version of parsed.Type/id and returns
+// the change that writes the next one, with the status it answers: 201
+// for update-as-create and resurrection, 200 otherwise. ifMatch (0: none)
+// must name the current version.
+func (a *API) updateChange(ctx context.Context, base string, parsed *resource.Resource, id string, ifMatch int64) (store.Change, int, error) {
+	stored, deleted, err := a.currentVersion(ctx, parsed.Type, id)
+	if err != nil {
+		return store.Change{}, 0, err
+	}
+	current := stored.Version
+	// Both ends of an update (SMART u, update-as-create included): the
+	// stored version the compare-and-set replaces (a concurrent write makes
+	// the commit fail and the caller retry) and the new body. A patient
+	// may not move a resource out of their compartment, nor into another's.
+	if err := a.permitStored(ctx, OpUpdate, stored, nil); err != nil {
+		return store.Change{}, 0, err
+	}
+	if ifMatch != 0 && ifMatch != current {
+		return store.Change{}, 0, preconditionFailed(ifMatch, current)
+	}
+	ch, err := a.stamp(base, parsed, id, current+1, store.MethodPut)
+	if err != nil {
+		return store.Change{}, 0, err
+	}
+	if err := a.permit(ctx, OpUpdate, ch.Type, ch.Body); err != nil {
+		return store.Change{}, 0, err
+	}
+	status := http.StatusOK
+	if current == 0 || deleted {
+		status = http.StatusCreated
+	}
+	return ch, status, nil
+}
+
 // currentVersion is the latest version of typ/id (Version 0 when there
 // is none) and whether it is a delete (a PUT after it resurrects the
 // resource: 201).
-func (a *API) currentVersion(r *http.Request, typ, id string) (store.Resource, bool, error) {
-	res, err := a.store.Read(r.Context(), typ, id)
+func (a *API) currentVersion(ctx context.Context, typ, id string) (store.Resource, bool, error) {
+	res, err := a.store.Read(ctx, typ, id)
 	switch {
 	case err == nil:
 		return res, false, nil
@@ -128,9 +147,9 @@ func (a *API) currentVersion(r *http.Request, typ, id string) (store.Resource, b
 	return store.Resource{}, false, err
 }
 
-// ifMatchVersion reads If-Match (http.html#concurrency); 0 when absent.
-func ifMatchVersion(r *http.Request) (int64, error) {
-	h := r.Header.Get("If-Match")
+// ifMatchVersion reads an If-Match value (http.html#concurrency); 0 when
+// absent.
+func ifMatchVersion(h string) (int64, error) {
 	if h == "" {
 		return 0, nil
 	}
