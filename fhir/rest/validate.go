@@ -27,13 +27,18 @@ type validateInput struct {
 // validate is POST [base]/[type]/$validate and POST
 // [base]/[type]/[id]/$validate (operation-resource-validate.html). The
 // answer is an OperationOutcome with status 200 whether or not the
-// resource is valid: the findings are the result of the operation. Only a
-// request the operation cannot work on (no resource, an unknown mode,
-// mode=delete without an id, a body that is not JSON) is a 4xx.
+// resource is valid: the findings are the result of the operation. A 4xx
+// means the validation could not be performed: no resource, an unknown
+// mode, mode update or delete at the type level ("modes update and delete
+// can only be used when the operation is invoked at the resource instance
+// level"), a body that is not JSON.
 //
 // The resource is checked against the base specification (the same
-// validation every create and update gets). A profile parameter is
-// accepted, but other profiles are not checked, and the outcome says so.
+// validation every create and update gets). The profile parameter is
+// accepted, but a profile other than the base is not checked: the
+// definition says the server "SHALL return an error" when it cannot
+// validate against the nominated profile, so the outcome carries an error
+// issue saying so, beside the result of the base validation.
 func (a *API) validate(w http.ResponseWriter, r *http.Request) error {
 	v := mux.Vars(r)
 	typ, id := v["type"], v["id"]
@@ -41,13 +46,15 @@ func (a *API) validate(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if id == "" && (in.mode == "update" || in.mode == "delete") {
+		return outcome.Newf(http.StatusBadRequest, outcome.CodeNotSupported,
+			"mode=%s validates a change to an existing resource: invoke it as [type]/[id]/$validate", in.mode)
+	}
 	var issues []outcome.Issue
 	switch in.mode {
 	case "delete":
-		if id == "" {
-			return outcome.New(http.StatusBadRequest, outcome.CodeRequired, "mode=delete validates the deletion of an existing resource: invoke it as [type]/[id]/$validate")
-		}
-		// The resource to delete must exist; a body, if any, is not used.
+		// The server ignores the content and checks that the resource
+		// exists (there is no referential integrity to check).
 		res, err := a.store.Read(r.Context(), typ, id)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
@@ -69,20 +76,24 @@ func (a *API) validate(w http.ResponseWriter, r *http.Request) error {
 		}
 		issues = append(issues, checkResource(in.resource, typ, id, in.mode)...)
 	}
-	if in.profile != "" && in.profile != "http://hl7.org/fhir/StructureDefinition/"+typ {
-		issues = append(issues, outcome.Issue{Severity: outcome.Warning, Code: outcome.CodeNotSupported,
-			Diagnostics: "profile " + in.profile + " was not checked: this server validates against the base specification only"})
-	}
 	valid := true
 	for _, is := range issues {
 		valid = valid && is.Severity != outcome.SevError && is.Severity != outcome.Fatal
 	}
+	otherProfile := in.profile != "" && in.profile != "http://hl7.org/fhir/StructureDefinition/"+typ
 	if valid {
 		msg := "the resource is valid against the base specification"
-		if in.mode != "" {
+		switch {
+		case in.mode == "delete":
+			msg = "the resource exists: a delete would be accepted"
+		case in.mode != "" && !otherProfile:
 			msg += "; " + in.mode + " would be accepted"
 		}
 		issues = append(issues, outcome.Issue{Severity: outcome.Information, Code: outcome.CodeInformation, Diagnostics: msg})
+	}
+	if otherProfile {
+		issues = append(issues, outcome.Issue{Severity: outcome.SevError, Code: outcome.CodeNotSupported,
+			Diagnostics: "profile " + in.profile + " was not checked: this server validates against the base specification only"})
 	}
 	writeJSON(w, r, http.StatusOK, outcome.Resource(issues))
 	return nil
@@ -104,8 +115,7 @@ func checkResource(body []byte, typ, id, mode string) []outcome.Issue {
 		return []outcome.Issue{{Severity: outcome.SevError, Code: outcome.CodeInvalid,
 			Diagnostics: fmt.Sprintf("resourceType %q does not match the type in the URL (%s)", parsed.Type, typ), Expression: []string{"resourceType"}}}
 	}
-	// http.html#update: the body carries the id of the URL. At the type
-	// level the id is the one the update would go to.
+	// http.html#update: the body carries the id of the URL.
 	switch {
 	case mode == "update" && parsed.ID == "":
 		return []outcome.Issue{{Severity: outcome.SevError, Code: outcome.CodeRequired,
