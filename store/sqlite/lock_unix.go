@@ -32,7 +32,7 @@ func lockFile(path string, exclusive bool) (*os.File, error) {
 	if err != nil {
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("%w: %s is held by another process (a store with a read cache needs the database to itself)", errLocked, path)
+			return nil, fmt.Errorf("%w: %s is held by another process (a store with a read cache needs the database to itself)", ErrLocked, path)
 		}
 		return nil, err
 	}

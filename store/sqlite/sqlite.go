@@ -14,6 +14,9 @@
 //   - Reads. A pool of read-only connections (query_only). In WAL mode each
 //     read statement sees the last committed transaction as a snapshot: reads
 //     never wait for the writer and never see half a batch.
+//   - The read cache (cache.go) has its own mutex; the writer drops the
+//     entries a batch touched after COMMIT and before answering, and a
+//     lock file keeps every other process out while it is on.
 //   - Store.mu guards closed and the send side of the writer's queue, so
 //     Close never closes the queue under a sender.
 //
@@ -70,9 +73,6 @@ type Config struct {
 // ErrLocked is returned by Open when the lock file is held in a way that
 // conflicts (Config.CacheBytes).
 var ErrLocked = errors.New("sqlite: database in use by another process")
-
-// errLocked is ErrLocked, for lock_*.go.
-var errLocked = ErrLocked
 
 // Store is a store.Store on one SQLite file. It is safe for concurrent use.
 type Store struct {
