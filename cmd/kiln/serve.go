@@ -100,6 +100,14 @@ func serve(ctx context.Context, args []string) error {
 		return err
 	}
 	st := metered.Wrap(db, "sqlite", reg)
+	reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "kiln_store_cache_hits_total", Help: "Reads of current versions answered by the read cache.",
+		}, func() float64 { hits, _ := db.CacheStats(); return float64(hits) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "kiln_store_cache_misses_total", Help: "Reads of current versions the read cache did not hold (0 with --cache 0).",
+		}, func() float64 { _, misses := db.CacheStats(); return float64(misses) }),
+	)
 
 	api := rest.New(rest.Config{
 		BaseURL:      cfg.baseURL,
