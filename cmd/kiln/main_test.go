@@ -279,16 +279,21 @@ func metricValue(exposition, name string, want map[string]string) (float64, bool
 sample:
 	for sc.Scan() {
 		line := sc.Text()
-		rest, ok := strings.CutPrefix(line, name+"{")
-		if !ok {
-			continue
-		}
-		labelText, valueText, ok := strings.Cut(rest, "} ")
-		if !ok {
+		var labelText, valueText string
+		if rest, ok := strings.CutPrefix(line, name+" "); ok {
+			valueText = rest // a metric without labels
+		} else if rest, ok := strings.CutPrefix(line, name+"{"); ok {
+			if labelText, valueText, ok = strings.Cut(rest, "} "); !ok {
+				continue
+			}
+		} else {
 			continue
 		}
 		labels := map[string]string{}
 		for _, kv := range strings.Split(labelText, ",") {
+			if kv == "" {
+				continue
+			}
 			k, v, _ := strings.Cut(kv, "=")
 			labels[k] = strings.Trim(v, `"`)
 		}

@@ -48,8 +48,10 @@ func TestMetrics(t *testing.T) {
 		t.Fatalf("create: %d %s", created.Status, created.Body)
 	}
 	id := jsonObject(t, created.Body)["id"].(string)
-	if r := c.Do("GET", "/Patient/"+id, nil); r.Status != http.StatusOK {
-		t.Fatalf("read: %d %s", r.Status, r.Body)
+	for range 2 { // the second read is a hit of the read cache
+		if r := c.Do("GET", "/Patient/"+id, nil); r.Status != http.StatusOK {
+			t.Fatalf("read: %d %s", r.Status, r.Body)
+		}
 	}
 	if r := c.Do("GET", "/Patient/no-such-patient", nil); r.Status != http.StatusNotFound {
 		t.Fatalf("read of a missing patient: %d, want 404", r.Status)
@@ -62,12 +64,15 @@ func TestMetrics(t *testing.T) {
 		want   float64 // exact for counters of this fresh server; > 0 for histograms
 	}{
 		{"kiln_http_requests_total", map[string]string{"interaction": "create", "type": "Patient", "status": "201"}, 1},
-		{"kiln_http_requests_total", map[string]string{"interaction": "read", "type": "Patient", "status": "200"}, 1},
+		{"kiln_http_requests_total", map[string]string{"interaction": "read", "type": "Patient", "status": "200"}, 2},
 		{"kiln_http_requests_total", map[string]string{"interaction": "read", "type": "Patient", "status": "404"}, 1},
-		{"kiln_http_request_duration_seconds_count", map[string]string{"interaction": "read"}, 2},
+		{"kiln_http_request_duration_seconds_count", map[string]string{"interaction": "read"}, 3},
 		{"kiln_store_operation_duration_seconds_count", map[string]string{"backend": "sqlite", "operation": "commit", "result": "ok"}, 1},
-		{"kiln_store_operation_duration_seconds_count", map[string]string{"backend": "sqlite", "operation": "read", "result": "ok"}, 1},
+		{"kiln_store_operation_duration_seconds_count", map[string]string{"backend": "sqlite", "operation": "read", "result": "ok"}, 2},
 		{"kiln_store_operation_duration_seconds_count", map[string]string{"backend": "sqlite", "operation": "read", "result": "answer"}, 1},
+		// The first read and the 404 missed; the second read hit.
+		{"kiln_store_cache_hits_total", nil, 1},
+		{"kiln_store_cache_misses_total", nil, 2},
 	} {
 		got, ok := metricValue(m, tc.name, tc.labels)
 		if !ok || got != tc.want {

@@ -38,7 +38,14 @@ type serveConfig struct {
 	// searchHandling is the default for unknown search parameters when a
 	// request does not say Prefer: handling=… (search.html#errors).
 	searchHandling string
+	// cache bounds the embedded store's read cache in bytes; 0 turns it
+	// off (and with it the exclusive lock on the data directory).
+	cache int64
 }
+
+// defaultCache is the read cache's default size: some 20,000 Synthea
+// Patients.
+const defaultCache = 64 << 20
 
 // flags registers every flag with its KILN_* environment variable as the
 // default, so that flags win over the environment.
@@ -47,6 +54,7 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.data, "data", env("KILN_DATA", "./data"), "data directory of the embedded store (KILN_DATA)")
 	fs.StringVar(&c.baseURL, "base-url", env("KILN_BASE_URL", ""), "public base URL for Location headers and links; empty derives it from each request (KILN_BASE_URL)")
 	fs.Int64Var(&c.maxBody, "max-body", 16<<20, "largest request body in bytes; larger gets 413 (KILN_MAX_BODY)")
+	fs.Int64Var(&c.cache, "cache", defaultCache, "read cache of current versions in bytes; 0 disables it. With a cache the server locks DATA/kiln.db.lock: no other process may open the store (KILN_CACHE)")
 	fs.StringVar(&c.auth, "auth", env("KILN_AUTH", ""), "authorization mode: none (KILN_AUTH); required until SMART lands")
 	fs.StringVar(&c.logLevel, "log-level", env("KILN_LOG_LEVEL", "info"), "debug, info, warn or error (KILN_LOG_LEVEL)")
 	fs.StringVar(&c.logFormat, "log-format", env("KILN_LOG_FORMAT", "text"), "text or json (KILN_LOG_FORMAT)")
@@ -84,11 +92,22 @@ func serve(ctx context.Context, args []string) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	db, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(cfg.data, "kiln.db")})
+	db, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(cfg.data, "kiln.db"), CacheBytes: cfg.cache})
+	if errors.Is(err, sqlite.ErrLocked) {
+		return fmt.Errorf("another process is using the data directory %s (is another kiln serve running on it?): %w", cfg.data, err)
+	}
 	if err != nil {
 		return err
 	}
 	st := metered.Wrap(db, "sqlite", reg)
+	reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "kiln_store_cache_hits_total", Help: "Reads of current versions answered by the read cache.",
+		}, func() float64 { hits, _ := db.CacheStats(); return float64(hits) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "kiln_store_cache_misses_total", Help: "Reads of current versions the read cache did not hold (0 with --cache 0).",
+		}, func() float64 { _, misses := db.CacheStats(); return float64(misses) }),
+	)
 
 	api := rest.New(rest.Config{
 		BaseURL:      cfg.baseURL,
@@ -111,7 +130,7 @@ func serve(ctx context.Context, args []string) error {
 		db.Close()
 		return err
 	}
-	logger.Info("kiln serving", "addr", ln.Addr().String(), "data", cfg.data, "store", "sqlite", "version", version)
+	logger.Info("kiln serving", "addr", ln.Addr().String(), "data", cfg.data, "store", "sqlite", "cache_bytes", cfg.cache, "version", version)
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -196,6 +215,16 @@ func (c *serveConfig) numbersFromEnv(fs *flag.FlagSet) error {
 			return fmt.Errorf("KILN_MAX_BODY=%q: want a positive number of bytes", v)
 		}
 		c.maxBody = n
+	}
+	if v, ok := os.LookupEnv("KILN_CACHE"); ok && !given["cache"] {
+		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		if err != nil || n < 0 {
+			return fmt.Errorf("KILN_CACHE=%q: want a number of bytes (0 disables the cache)", v)
+		}
+		c.cache = n
+	}
+	if c.cache < 0 {
+		return fmt.Errorf("--cache must be a number of bytes (0 disables the cache)")
 	}
 	if c.maxBody <= 0 {
 		return fmt.Errorf("--max-body must be a positive number of bytes")

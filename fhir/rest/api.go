@@ -139,6 +139,10 @@ func New(cfg Config, st Store) *API {
 	for _, in := range interactions {
 		r.Handle(in.path, a.wrap(in.code, in.handle)).Methods(in.methods...)
 	}
+	// After the interactions (no interaction pattern matches a "$name"
+	// segment, so the hot read route is tried first) and before the
+	// invalid-id catch-alls, which would.
+	a.mountOperations(r)
 	// An id outside the id rules on an otherwise valid path is a client
 	// error, not an unknown endpoint.
 	r.Handle("/"+typePat+"/{id}", a.wrap("invalid-id", (*API).invalidID))

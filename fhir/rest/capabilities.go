@@ -52,7 +52,7 @@ func newCapabilities(version string, now time.Time, reg *search.Registry) capabi
 				includes = append(includes, t+":"+p.Name)
 			}
 		}
-		resources = append(resources, map[string]any{
+		res := map[string]any{
 			"searchParam":      params,
 			"searchInclude":    append([]string{"*"}, includes...),
 			"searchRevInclude": revIncludes(reg, t),
@@ -68,7 +68,19 @@ func newCapabilities(version string, now time.Time, reg *search.Registry) capabi
 			"conditionalRead":   "full-support",
 			"conditionalUpdate": true,
 			"conditionalDelete": "single",
-		})
+		}
+		if ops := operationEntries(t); ops != nil {
+			res["operation"] = ops
+		}
+		resources = append(resources, res)
+	}
+	rest := map[string]any{
+		"mode":        "server",
+		"resource":    resources,
+		"interaction": systemCodes,
+	}
+	if ops := operationEntries(""); ops != nil {
+		rest["operation"] = ops
 	}
 	cs := map[string]any{
 		"resourceType": "CapabilityStatement",
@@ -83,11 +95,7 @@ func newCapabilities(version string, now time.Time, reg *search.Registry) capabi
 		"description": "Search parameters not served: " + strings.Join(notServed, "; "),
 		"fhirVersion": "4.0.1",
 		"format":      []string{"json", "application/fhir+json", "application/json"},
-		"rest": []map[string]any{{
-			"mode":        "server",
-			"resource":    resources,
-			"interaction": systemCodes,
-		}},
+		"rest":        []map[string]any{rest},
 	}
 	body, err := json.Marshal(cs)
 	if err != nil {

@@ -41,22 +41,34 @@ func loadExamples(t *testing.T) map[string][]byte {
 }
 
 // TestAPIOnSQLite runs the HTTP conformance suite against the API over a
-// real SQLite file, on real HTTP over loopback.
+// real SQLite file, on real HTTP over loopback, with the store's read
+// cache off and on (as kiln serve runs it): every scenario that reads
+// after a write checks that the cache never answers a replaced version.
 func TestAPIOnSQLite(t *testing.T) {
-	ctx := context.Background()
-	db, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(t.TempDir(), "kiln.db")})
-	if err != nil {
-		t.Fatal(err)
+	for _, tc := range []struct {
+		name       string
+		cacheBytes int64
+	}{{"no cache", 0}, {"read cache", 64 << 20}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			db, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(t.TempDir(), "kiln.db"), CacheBytes: tc.cacheBytes})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			const maxBody = 4 << 20
+			srv := httptest.NewServer(rest.New(rest.Config{MaxBody: maxBody}, db))
+			defer srv.Close()
+			apitest.Run(t, srv.URL, apitest.Options{
+				MaxBody:  maxBody,
+				Examples: loadExamples(t),
+				Invalid:  invalidExamples,
+			})
+			if hits, _ := db.CacheStats(); tc.cacheBytes > 0 && hits == 0 {
+				t.Error("the read cache never answered: the run did not exercise it")
+			}
+		})
 	}
-	defer db.Close()
-	const maxBody = 4 << 20
-	srv := httptest.NewServer(rest.New(rest.Config{MaxBody: maxBody}, db))
-	defer srv.Close()
-	apitest.Run(t, srv.URL, apitest.Options{
-		MaxBody:  maxBody,
-		Examples: loadExamples(t),
-		Invalid:  invalidExamples,
-	})
 }
 
 func TestBaseURLFromConfig(t *testing.T) {

@@ -14,6 +14,9 @@
 //   - Reads. A pool of read-only connections (query_only). In WAL mode each
 //     read statement sees the last committed transaction as a snapshot: reads
 //     never wait for the writer and never see half a batch.
+//   - The read cache (cache.go) has its own mutex; the writer drops the
+//     entries a batch touched after COMMIT and before answering, and a
+//     lock file keeps every other process out while it is on.
 //   - Store.mu guards closed and the send side of the writer's queue, so
 //     Close never closes the queue under a sender.
 //
@@ -26,6 +29,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -58,7 +62,17 @@ type Config struct {
 	// file here. The price is SQLite's: an I/O error while reading mapped
 	// pages is a crash, not an error.
 	MmapSize int64
+	// CacheBytes bounds the read cache of current versions (cache.go); 0
+	// turns it off. With the cache on, Open takes an exclusive lock on
+	// Path + ".lock" and fails with ErrLocked while another store has the
+	// file open; without, it takes a shared lock, so that it cannot open
+	// the file under a caching store either.
+	CacheBytes int64
 }
+
+// ErrLocked is returned by Open when the lock file is held in a way that
+// conflicts (Config.CacheBytes).
+var ErrLocked = errors.New("sqlite: database in use by another process")
 
 // Store is a store.Store on one SQLite file. It is safe for concurrent use.
 type Store struct {
@@ -67,6 +81,9 @@ type Store struct {
 	cdb *sql.DB // the checkpointer's connection (checkpoint.go)
 	w   *writer
 	ckp *checkpointer
+
+	cache *readCache // nil: off
+	lock  *os.File   // the lock file, held until Close
 
 	readStmt, vreadStmt, maxSeqStmt *sql.Stmt
 	maxPidStmt                      *sql.Stmt
@@ -134,6 +151,12 @@ func open(ctx context.Context, cfg Config) (_ *Store, err error) {
 			err = fmt.Errorf("sqlite: open %s: %w", cfg.Path, err)
 		}
 	}()
+	if s.lock, err = lockFile(path+".lock", cfg.CacheBytes > 0); err != nil {
+		return nil, err
+	}
+	if cfg.CacheBytes > 0 {
+		s.cache = newReadCache(cfg.CacheBytes)
+	}
 
 	// synchronous=FULL makes COMMIT fsync the WAL: an acknowledged Commit
 	// survives power loss, which NORMAL (the usual WAL setting) does not
@@ -175,7 +198,7 @@ func open(ctx context.Context, cfg Config) (_ *Store, err error) {
 	}
 	s.cdb.SetMaxOpenConns(1)
 	s.ckp = newCheckpointer(s.cdb)
-	if s.w, err = newWriter(ctx, conn, cfg.MaxBatch, s.ckp); err != nil {
+	if s.w, err = newWriter(ctx, conn, cfg.MaxBatch, s.ckp, s.cache); err != nil {
 		conn.Close()
 		return nil, err
 	}
@@ -209,8 +232,32 @@ func open(ctx context.Context, cfg Config) (_ *Store, err error) {
 	return s, nil
 }
 
-// Read implements store.Resources.
+// Read implements store.Resources, from the read cache when it is on and
+// holds typ/id (cache.go explains why a cached version is never stale).
 func (s *Store) Read(ctx context.Context, typ, id string) (store.Resource, error) {
+	if s.cache == nil {
+		return s.read(ctx, typ, id)
+	}
+	if err := ctx.Err(); err != nil {
+		// As a read of the file would: an ended request reads nothing.
+		return store.Resource{}, fmt.Errorf("sqlite: read %s/%s: %w", typ, id, err)
+	}
+	if s.closed.Load() {
+		return store.Resource{}, fmt.Errorf("sqlite: read %s/%s: %w", typ, id, errClosed)
+	}
+	r, gen, ok := s.cache.get(typ, id)
+	if ok {
+		return r, nil
+	}
+	r, err := s.read(ctx, typ, id)
+	if err == nil {
+		s.cache.put(r, gen)
+	}
+	return r, err
+}
+
+// read reads the current version of typ/id from the file.
+func (s *Store) read(ctx context.Context, typ, id string) (store.Resource, error) {
 	r := store.Resource{Type: typ, ID: id}
 	var lastUpdated int64
 	err := s.readStmt.QueryRowContext(ctx, typ, id).Scan(&r.Version, &lastUpdated, &r.Method, &r.Body)
@@ -284,6 +331,11 @@ func (s *Store) closeHandles() error {
 		if db != nil {
 			errs = append(errs, db.Close())
 		}
+	}
+	if s.lock != nil {
+		// Released last: until the file is closed, nobody may open it
+		// under a cache that believes it is alone.
+		errs = append(errs, s.lock.Close())
 	}
 	return errors.Join(errs...)
 }

@@ -59,6 +59,7 @@ type writer struct {
 	maxBatch int
 	batches  atomic.Int64 // transactions committed, for tests and metrics
 	ckp      *checkpointer
+	cache    *readCache // nil: off
 
 	begin, commit, rollback        *sql.Stmt
 	savepoint, release, rollbackTo *sql.Stmt
@@ -74,9 +75,10 @@ type writer struct {
 	lastRid int64
 }
 
-func newWriter(ctx context.Context, conn *sql.Conn, maxBatch int, ckp *checkpointer) (*writer, error) {
+func newWriter(ctx context.Context, conn *sql.Conn, maxBatch int, ckp *checkpointer, cache *readCache) (*writer, error) {
 	w := &writer{
 		ckp:      ckp,
+		cache:    cache,
 		conn:     conn,
 		queue:    make(chan *commitCall, maxBatch),
 		done:     make(chan struct{}),
@@ -203,7 +205,17 @@ func (w *writer) apply(batch []*commitCall) {
 	// answer(err) fails every call of the batch, conflicts included: a
 	// conflict may have been with an earlier call of this batch, which is
 	// now rolled back, so it is no longer a true answer.
+	//
+	// Before any caller hears back, the read cache forgets every resource
+	// the batch touched, whatever the outcome (a failed COMMIT is not
+	// trusted to have changed nothing): a caller that reads after its
+	// answer finds the file, not an older cached version.
 	answer := func(all error) {
+		if w.cache != nil {
+			for _, c := range live {
+				w.cache.invalidate(c.changes)
+			}
+		}
 		for i, c := range live {
 			if all != nil {
 				results[i] = all
