@@ -8,6 +8,7 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -26,6 +27,10 @@ const (
 	launchLife   = time.Hour
 	maxFormBytes = 64 << 10
 )
+
+// An S256 challenge is the base64url SHA-256 of the verifier: 43
+// characters (RFC 7636 §4.2).
+var pkceChallengeRE = regexp.MustCompile(`^[A-Za-z0-9_-]{43}$`)
 
 // pending is an authorization request between the authorize endpoint and
 // the login or consent form: the request's parameters, which user it
@@ -138,6 +143,12 @@ func (s *Server) parse(ctx context.Context, c *Client, params url.Values) (fosit
 	ar, err := s.oauth.NewAuthorizeRequest(ctx, req)
 	if err != nil {
 		return ar, nil, err
+	}
+	// app-launch.html#pkce: S256 required, plain never. fosite checks
+	// PKCE only when it issues the code; checking here refuses the
+	// request before the user signs in for nothing.
+	if params.Get("code_challenge_method") != "S256" || !pkceChallengeRE.MatchString(params.Get("code_challenge")) {
+		return ar, nil, fosite.ErrInvalidRequest.WithHint("PKCE is required: code_challenge with code_challenge_method=S256.")
 	}
 	aud := params.Get("aud")
 	if aud == "" {
