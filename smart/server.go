@@ -192,6 +192,19 @@ func (s *Server) routes() http.Handler {
 	return mux
 }
 
+// Endpoints are the absolute OAuth URIs, for the CapabilityStatement's
+// security section (the oauth-uris extension of
+// http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris).
+type Endpoints struct {
+	Authorize, Token, Introspect, Revoke, JWKS string
+}
+
+// Endpoints returns this server's OAuth URIs.
+func (s *Server) Endpoints() Endpoints {
+	return Endpoints{Authorize: s.endpoint("authorize"), Token: s.tokenURL,
+		Introspect: s.endpoint("introspect"), Revoke: s.endpoint("revoke"), JWKS: s.endpoint("jwks")}
+}
+
 func (s *Server) endpoint(name string) string { return s.cfg.BaseURL + "/auth/" + name }
 
 // Capabilities this server offers (conformance.html#capabilities); each

@@ -2,6 +2,10 @@
 // binary.
 //
 //	kiln serve [flags]     run the server
+//	kiln client add …      register a SMART app
+//	kiln user add …        create a local account
+//	kiln launch …          create an EHR launch context
+//	kiln keys rotate …     new id_token signing key
 //	kiln version           print the version
 package main
 
@@ -33,6 +37,14 @@ func run(ctx context.Context, args []string) error {
 	switch args[0] {
 	case "serve":
 		return serve(ctx, args[1:])
+	case "client":
+		return clientCmd(ctx, args[1:], os.Stdout)
+	case "user":
+		return userCmd(ctx, args[1:], os.Stdin, os.Stdout)
+	case "launch":
+		return launchCmd(ctx, args[1:], os.Stdout)
+	case "keys":
+		return keysCmd(ctx, args[1:], os.Stdout)
 	case "version", "--version", "-version":
 		fmt.Println("kiln", version)
 		return nil
@@ -49,6 +61,14 @@ func usage() {
 
 Usage:
   kiln serve [flags]   run the server (kiln serve -h lists the flags)
+  kiln client add --data DIR --name NAME --redirect-uri URI [--public] [--jwks FILE|--jwks-url URL] [--scope SCOPES]
+                       register a SMART app; prints client_id (and client_secret)
+  kiln user add --data DIR --username U --password-stdin [--fhir-user Patient/123]
+                       create a local account
+  kiln launch --data DIR --patient ID [--encounter ID]
+                       create an EHR launch context; prints the launch handle
+  kiln keys rotate --data DIR
+                       new id_token signing key (the old one stays published)
   kiln version         print the version
 `)
 }
