@@ -9,17 +9,24 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"golang.org/x/oauth2"
 
 	"github.com/kiln-fhir/kiln/store/sqlite"
 )
+
+func TestMain(m *testing.M) {
+	// Sign-ins are the slow part of these tests; TestPasswordHash checks
+	// the production cost.
+	argonTime, argonMemory = 1, 8*1024
+	os.Exit(m.Run())
+}
 
 // appRedirect is where test apps are registered to receive codes; the
 // browser stops there instead of following it.
@@ -312,5 +319,3 @@ func retrieveErr(err error) (int, string) {
 	}
 	return 0, ""
 }
-
-var _ = time.Second

@@ -188,6 +188,8 @@ func TestLoginLockout(t *testing.T) {
 }
 
 func TestPasswordHash(t *testing.T) {
+	defer func(tm, mem uint32) { argonTime, argonMemory = tm, mem }(argonTime, argonMemory)
+	argonTime, argonMemory = 3, 64*1024 // production cost (TestMain lowers it)
 	h := hashPassword("correct horse")
 	if !strings.HasPrefix(h, "$argon2id$v=19$m=65536,t=3,p=2$") {
 		t.Errorf("hash %q is not argon2id with the configured cost", h)
@@ -197,6 +199,12 @@ func TestPasswordHash(t *testing.T) {
 	}
 	if h == hashPassword("correct horse") {
 		t.Error("two hashes of one password are equal: no salt")
+	}
+	// A hash made with another cost still verifies: the cost is read
+	// from the hash.
+	argonTime, argonMemory = 1, 8*1024
+	if !checkPassword(h, "correct horse") {
+		t.Error("a hash of another cost does not verify")
 	}
 	for _, bad := range []string{"", "plain", "$argon2id$v=19$m=1,t=1,p=1$$", "$bcrypt$x$y$z$w"} {
 		if checkPassword(bad, "") {
