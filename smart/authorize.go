@@ -373,6 +373,9 @@ func (s *Server) consent(w http.ResponseWriter, r *http.Request) {
 	}
 	ar.GrantAudience(s.cfg.BaseURL)
 	now := time.Now().UTC()
+	if slices.Contains(granted, "online_access") && !slices.Contains(granted, "offline_access") {
+		sess.OnlineUntil = now.Add(loginLife)
+	}
 	sess.Claims = &jwt.IDTokenClaims{
 		Subject: u.Subject, Issuer: s.cfg.Issuer, AuthTime: now, RequestedAt: ar.GetRequestedAt(),
 		Extra: map[string]any{},

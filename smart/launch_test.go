@@ -279,6 +279,38 @@ func TestEHRLaunch(t *testing.T) {
 	}
 }
 
+// TestPractitionerStandalone: a user who is not a patient picks the
+// patient on the consent page; without a pick, patient scopes are not
+// granted (a patient/ scope needs a patient context).
+func TestPractitionerStandalone(t *testing.T) {
+	e := newEnv(t, nil)
+	e.user("drbob", "Practitioner/d9")
+	cfg := e.oauth(e.client(ClientSpec{Public: true}), "launch/patient", "patient/*.rs", "user/*.rs")
+	for _, tc := range []struct {
+		pick, patient, scope string
+	}{
+		{"p42", "p42", "launch/patient patient/*.rs user/*.rs"},
+		{"", "", "user/*.rs"},
+		{"../Patient/x", "", "user/*.rs"},
+	} {
+		v := oauth2.GenerateVerifier()
+		b := e.browser()
+		consent := b.login(e.authURL(cfg, "state-pick-1", v), "drbob", "drbob-password")
+		if !strings.Contains(consent.body, `name="patient"`) {
+			t.Fatal("no patient field on the consent page for a practitioner")
+		}
+		loc := b.approve(consent, nil, url.Values{"patient": {tc.pick}})
+		tok, err := cfg.Exchange(e.ctx(), loc.Query().Get("code"), oauth2.VerifierOption(v))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := tok.Extra("patient").(string)
+		if got != tc.patient || tok.Extra("scope") != tc.scope {
+			t.Errorf("pick %q: patient %q scope %q, want %q %q", tc.pick, got, tok.Extra("scope"), tc.patient, tc.scope)
+		}
+	}
+}
+
 func (e *env) createLaunch(bearer string, form url.Values, want int) string {
 	e.t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, e.base+"/auth/launch", strings.NewReader(form.Encode()))

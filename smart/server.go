@@ -399,6 +399,23 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		ar.GrantAudience(s.cfg.BaseURL)
 		sess.Subject = ar.GetClient().GetID()
 	}
+	if ar.GetGrantTypes().ExactOne("refresh_token") {
+		// app-launch.html#step-5-later-app-uses-a-refresh-token: a scope
+		// on refresh must be within the original grant (RFC 6749 §6);
+		// the grant is then kept whole, so the new refresh token's scope
+		// stays identical to the old one's, as §6 requires.
+		for _, sc := range strings.Fields(r.PostForm.Get("scope")) {
+			if !ar.GetGrantedScopes().Has(sc) {
+				s.oauth.WriteAccessError(ctx, w, ar, fosite.ErrInvalidScope.WithHintf("Scope %q was not granted originally.", sc))
+				return
+			}
+		}
+	}
+	if sess, ok := ar.GetSession().(*session); ok && !sess.OnlineUntil.IsZero() && sess.GetExpiresAt(fosite.RefreshToken).After(sess.OnlineUntil) {
+		// scopes-and-launch-context.html: online_access lasts while the
+		// user is online; here, as long as the sign-in it came from.
+		sess.SetExpiresAt(fosite.RefreshToken, sess.OnlineUntil)
+	}
 	resp, err := s.oauth.NewAccessResponse(ctx, ar)
 	if err != nil {
 		s.oauth.WriteAccessError(ctx, w, ar, err)

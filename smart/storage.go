@@ -48,6 +48,9 @@ type session struct {
 	Encounter              string `json:"encounter,omitempty"`
 	FHIRUser               string `json:"fhirUser,omitempty"`
 	Banner                 bool   `json:"banner,omitempty"`
+	// OnlineUntil bounds refresh tokens of an online_access grant
+	// (without offline_access) to the sign-in they came from.
+	OnlineUntil time.Time `json:"onlineUntil,omitzero"`
 }
 
 func newSession() *session { return &session{DefaultSession: openid.NewDefaultSession()} }

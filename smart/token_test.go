@@ -47,12 +47,23 @@ func TestRefresh(t *testing.T) {
 	if t1.Extra("scope") != tok.Extra("scope") || t1.Extra("expires_in") == nil || t1.Extra("patient") != "p1" {
 		t.Errorf("refresh response scope %v expires_in %v patient %v", t1.Extra("scope"), t1.Extra("expires_in"), t1.Extra("patient"))
 	}
-	t2, err := refresh(t1.RefreshToken, tok.Extra("scope").(string))
-	if err != nil {
-		t.Fatalf("second refresh, with scope: %v", err)
+	// x/oauth2 sends no scope on refresh; Inferno's second refresh
+	// does (C-RF-04), so this one is posted by hand.
+	status, h2, body := e.postForm("/auth/token", url.Values{"grant_type": {"refresh_token"},
+		"refresh_token": {t1.RefreshToken}, "scope": {tok.Extra("scope").(string)}}, app.ClientID, app.ClientSecret)
+	if status != 200 || body["scope"] != tok.Extra("scope") || body["refresh_token"] == nil || body["expires_in"] == nil || h2.Get("Cache-Control") != "no-store" {
+		t.Fatalf("second refresh, with scope: %d %v", status, body)
 	}
+	t2 := &oauth2.Token{AccessToken: body["access_token"].(string), RefreshToken: body["refresh_token"].(string)}
 	if g, status := e.whoami(t2.AccessToken); status != 200 || g.Patient != "p1" {
 		t.Fatalf("refreshed token: %d %+v", status, g)
+	}
+
+	// A refresh may not widen the grant (C-RF-01).
+	status, _, body = e.postForm("/auth/token", url.Values{"grant_type": {"refresh_token"},
+		"refresh_token": {t2.RefreshToken}, "scope": {"patient/*.rs patient/*.cruds"}}, app.ClientID, app.ClientSecret)
+	if status != 400 || body["error"] != "invalid_scope" {
+		t.Errorf("widening refresh: %d %v", status, body)
 	}
 
 	// Another client cannot use the refresh token (C-RF-03).
@@ -88,6 +99,13 @@ func TestOnlineAccess(t *testing.T) {
 	tok := e.standalone(cfg, "alice", nil)
 	if tok.RefreshToken == "" {
 		t.Fatal("no refresh token for online_access")
+	}
+	// It lives as long as the sign-in (8 h), not 90 days.
+	rs := e.client(ClientSpec{})
+	status, _, got := e.postForm("/auth/introspect", url.Values{"token": {tok.RefreshToken}}, rs.ClientID, rs.ClientSecret)
+	exp, _ := got["exp"].(float64)
+	if left := time.Until(time.Unix(int64(exp), 0)); status != 200 || left > loginLife || left < loginLife-time.Minute {
+		t.Errorf("online_access refresh token: %d, expires in %v, want about %v", status, left, loginLife)
 	}
 }
 
