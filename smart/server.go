@@ -378,7 +378,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	sess := newSession()
 	ar, err := s.oauth.NewAccessRequest(ctx, r, sess)
 	if err != nil {
-		s.oauth.WriteAccessError(ctx, w, ar, err)
+		s.accessError(w, r, ar, err)
 		return
 	}
 	if ar.GetGrantTypes().ExactOne("client_credentials") {
@@ -386,12 +386,12 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		// are the ones a service can be granted without a user or
 		// patient in context.
 		if len(ar.GetRequestedScopes()) == 0 {
-			s.oauth.WriteAccessError(ctx, w, ar, fosite.ErrInvalidScope.WithHint("scope is required."))
+			s.accessError(w, r, ar, fosite.ErrInvalidScope.WithHint("scope is required."))
 			return
 		}
 		for _, sc := range ar.GetRequestedScopes() {
 			if p, ok := ParseScope(sc); !ok || p.Context != "system" {
-				s.oauth.WriteAccessError(ctx, w, ar, fosite.ErrInvalidScope.WithHintf("Backend services may request only system/ scopes, not %q.", sc))
+				s.accessError(w, r, ar, fosite.ErrInvalidScope.WithHintf("Backend services may request only system/ scopes, not %q.", sc))
 				return
 			}
 			ar.GrantScope(sc)
@@ -406,7 +406,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		// stays identical to the old one's, as §6 requires.
 		for _, sc := range strings.Fields(r.PostForm.Get("scope")) {
 			if !ar.GetGrantedScopes().Has(sc) {
-				s.oauth.WriteAccessError(ctx, w, ar, fosite.ErrInvalidScope.WithHintf("Scope %q was not granted originally.", sc))
+				s.accessError(w, r, ar, fosite.ErrInvalidScope.WithHintf("Scope %q was not granted originally.", sc))
 				return
 			}
 		}
@@ -418,7 +418,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	}
 	resp, err := s.oauth.NewAccessResponse(ctx, ar)
 	if err != nil {
-		s.oauth.WriteAccessError(ctx, w, ar, err)
+		s.accessError(w, r, ar, err)
 		return
 	}
 	if sess, ok := ar.GetSession().(*session); ok && !ar.GetGrantTypes().ExactOne("client_credentials") {
@@ -433,6 +433,16 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		resp.SetExtra("smart_style_url", s.endpoint("style.json")+"?v="+styleVersion)
 	}
 	s.oauth.WriteAccessResponse(ctx, w, ar, resp)
+}
+
+// accessError writes a token endpoint error (RFC 6749 §5.2): 401 for
+// invalid_client, with WWW-Authenticate when the client authenticated
+// with the Authorization header, as §5.2 requires.
+func (s *Server) accessError(w http.ResponseWriter, r *http.Request, ar fosite.AccessRequester, err error) {
+	if e := fosite.ErrorToRFC6749Error(err); e.ErrorField == fosite.ErrInvalidClient.ErrorField && r.Header.Get("Authorization") != "" {
+		w.Header().Set("WWW-Authenticate", `Basic realm="kiln", error="invalid_client"`)
+	}
+	s.oauth.WriteAccessError(r.Context(), w, ar, err)
 }
 
 // introspect is RFC 7662 with SMART's additions (token-introspection.html).

@@ -180,6 +180,14 @@ func TestCodeExchangeBadInput(t *testing.T) {
 		})
 	}
 
+	t.Run("invalid_client with Basic is 401 with WWW-Authenticate", func(t *testing.T) {
+		status, h, body := e.postForm("/auth/token", url.Values{"grant_type": {"authorization_code"}, "code": {"x"},
+			"redirect_uri": {appRedirect}, "code_verifier": {oauth2.GenerateVerifier()}}, conf.ClientID, "wrong-secret")
+		if status != 401 || body["error"] != "invalid_client" || !strings.HasPrefix(h.Get("WWW-Authenticate"), "Basic") {
+			t.Errorf("got %d %v WWW-Authenticate %q", status, body, h.Get("WWW-Authenticate"))
+		}
+	})
+
 	t.Run("reused code revokes its tokens", func(t *testing.T) {
 		c, v := code(cfg)
 		tok, err := cfg.Exchange(e.ctx(), c, oauth2.VerifierOption(v))
