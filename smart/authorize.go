@@ -291,16 +291,23 @@ func (s *Server) loginForm(w http.ResponseWriter, r *http.Request) {
 		s.render(w, status, loginPage, pageData{App: c.Name, Action: s.endpoint("login"), Pending: id, CSRF: p.CSRF, Error: text})
 		return
 	}
+	s.signIn(w, r, u, p.Params)
+}
+
+// signIn starts a login session for u and resumes the authorization
+// request (post/redirect/get).
+func (s *Server) signIn(w http.ResponseWriter, r *http.Request, u *User, params url.Values) {
 	sid := randomToken(32)
-	if err := s.rs.PutRecord(ctx, store.Record{Kind: kindLogin, Key: sid, Value: []byte(u.Username), Expires: s.cfg.Now().Add(loginLife)}); err != nil {
+	if err := s.rs.PutRecord(r.Context(), store.Record{Kind: kindLogin, Key: sid, Value: []byte(u.Username), Expires: s.cfg.Now().Add(loginLife)}); err != nil {
 		s.serverError(w, err)
 		return
 	}
 	http.SetCookie(w, &http.Cookie{Name: loginCookie, Value: sid, Path: s.basePath + "/auth/", HttpOnly: true,
-		Secure: strings.HasPrefix(s.cfg.BaseURL, "https:"), SameSite: http.SameSiteLaxMode, MaxAge: int(loginLife.Seconds())})
-	// Post/redirect/get: the authorization request again, now signed in.
-	http.Redirect(w, r, s.endpoint("authorize")+"?"+p.Params.Encode(), http.StatusSeeOther)
+		Secure: s.secureCookies(), SameSite: http.SameSiteLaxMode, MaxAge: int(loginLife.Seconds())})
+	http.Redirect(w, r, s.endpoint("authorize")+"?"+params.Encode(), http.StatusSeeOther)
 }
+
+func (s *Server) secureCookies() bool { return strings.HasPrefix(s.cfg.BaseURL, "https:") }
 
 // consent is POST /auth/consent: the user approves some or all of the
 // requested scopes, or denies.
@@ -407,11 +414,15 @@ type scopeItem struct {
 
 type pageData struct {
 	App, Action, Pending, CSRF, User, Error, Message string
+	Upstream, UpstreamAction                         string
 	Scopes                                           []scopeItem
 	AskPatient                                       bool
 }
 
 func (s *Server) render(w http.ResponseWriter, status int, t *template.Template, d pageData) {
+	if s.up != nil {
+		d.Upstream, d.UpstreamAction = s.up.name, s.endpoint("upstream")
+	}
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
@@ -461,7 +472,13 @@ var loginPage = template.Must(template.New("login").Parse(pageHead + `
 <label for="password">Password</label>
 <input id="password" name="password" type="password" autocomplete="current-password" required>
 <button class="primary" type="submit">Sign in</button>
-</form></main></body></html>`))
+</form>
+{{if .Upstream}}<form method="post" action="{{.UpstreamAction}}">
+<input type="hidden" name="pending" value="{{.Pending}}">
+<input type="hidden" name="csrf" value="{{.CSRF}}">
+<p>or</p><button class="secondary" type="submit">Sign in with {{.Upstream}}</button>
+</form>{{end}}
+</main></body></html>`))
 
 var consentPage = template.Must(template.New("consent").Parse(pageHead + `
 <h1>Allow {{.App}}?</h1>

@@ -144,7 +144,7 @@ type browser struct {
 func (e *env) browser() *browser {
 	jar, _ := cookiejar.New(nil)
 	return &browser{e: e, c: &http.Client{Jar: jar, CheckRedirect: func(r *http.Request, via []*http.Request) error {
-		if !strings.HasPrefix(r.URL.String(), e.srv.URL) {
+		if strings.HasPrefix(r.URL.String(), appRedirect) {
 			return http.ErrUseLastResponse
 		}
 		return nil

@@ -58,8 +58,13 @@ type Config struct {
 	// fosite reads the system clock. Default time.Now.
 	Now    func() time.Time
 	Logger *slog.Logger
-	// HTTPClient fetches clients' JWKS URLs (default: 10 s timeout).
+	// HTTPClient fetches clients' JWKS URLs and talks to the upstream
+	// provider (default: 10 s timeout).
 	HTTPClient *http.Client
+	// Upstream, if set, offers sign-in through an OpenID Connect
+	// provider on the login page (--oidc-issuer, --oidc-client-id,
+	// --oidc-client-secret).
+	Upstream *UpstreamOIDC
 }
 
 // Server is the SMART authorization server; it mounts under the FHIR base.
@@ -74,6 +79,7 @@ type Server struct {
 	basePath string // path of BaseURL, "" or "/fhir"
 	tokenURL string
 	handler  http.Handler
+	up       *upstream // nil without Config.Upstream
 }
 
 // New builds the server on the store, creating the token secret and the
@@ -163,6 +169,11 @@ func New(ctx context.Context, cfg Config, st Records) (*Server, error) {
 		compose.OAuth2TokenRevocationFactory,
 		compose.OAuth2PKCEFactory,
 	).(*fosite.Fosite)
+	if cfg.Upstream != nil {
+		if s.up, err = newUpstream(ctx, cfg.Upstream, cfg.BaseURL, cfg.HTTPClient); err != nil {
+			return nil, err
+		}
+	}
 	s.handler = s.routes()
 	return s, nil
 }
@@ -184,6 +195,8 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST "+p+"/auth/authorize", s.authorize)
 	mux.HandleFunc("POST "+p+"/auth/login", s.loginForm)
 	mux.HandleFunc("POST "+p+"/auth/consent", s.consent)
+	mux.HandleFunc("POST "+p+"/auth/upstream", s.upstreamStart)
+	mux.HandleFunc("GET "+p+"/auth/upstream/callback", s.upstreamCallback)
 	mux.HandleFunc("POST "+p+"/auth/launch", s.launch)
 	mux.HandleFunc("POST "+p+"/auth/token", s.token)
 	mux.HandleFunc("OPTIONS "+p+"/auth/token", s.tokenPreflight)

@@ -37,7 +37,8 @@ const (
 	kindJTI      = "smart.jti"       // client_id|jti of a used assertion
 	kindKey      = "smart.key"       // kid → signing key
 	kindSecret   = "smart.secret"    // "hmac" → token HMAC secret
-	maxGrantLife = 400 * 24 * time.Hour
+	kindLink     = "smart.link"      // upstream "issuer subject" → username
+	kindUpstream = "smart.upstream"  // state of an upstream sign-in round trip
 )
 
 // session is what a grant carries from consent to every token issued

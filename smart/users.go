@@ -99,13 +99,18 @@ func AddUser(ctx context.Context, rs Records, username, password, fhirUser strin
 	if username == "" || strings.ContainsAny(username, " \t\r\n") || len(username) > 128 {
 		return User{}, errors.New("username must be 1 to 128 characters without spaces")
 	}
-	if len(password) < 8 {
+	// No password: an account that signs in only through the upstream
+	// OpenID Connect provider (LinkUser).
+	if password != "" && len(password) < 8 {
 		return User{}, errors.New("password must have at least 8 characters")
 	}
 	if fhirUser != "" && !fhirUserRE.MatchString(fhirUser) {
 		return User{}, fmt.Errorf("fhirUser %q: want Patient/ID, Practitioner/ID, RelatedPerson/ID or Person/ID", fhirUser)
 	}
-	u := User{Username: username, Subject: randomToken(16), FHIRUser: fhirUser, Hash: hashPassword(password), Created: time.Now().UTC()}
+	u := User{Username: username, Subject: randomToken(16), FHIRUser: fhirUser, Created: time.Now().UTC()}
+	if password != "" {
+		u.Hash = hashPassword(password)
+	}
 	b, err := json.Marshal(u)
 	if err != nil {
 		return User{}, err

@@ -78,24 +78,34 @@ func clientCmd(ctx context.Context, args []string, stdout io.Writer) error {
 // the first line of standard input (never a flag, which ps would show).
 func userCmd(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) error {
 	if len(args) == 0 || args[0] != "add" {
-		return errors.New("usage: kiln user add --data DIR --username U --password-stdin [--fhir-user Patient/123|Practitioner/456]")
+		return errors.New("usage: kiln user add --data DIR --username U --password-stdin|--oidc-issuer ISS --oidc-subject SUB [--fhir-user Patient/123|Practitioner/456]")
 	}
 	fs := flag.NewFlagSet("kiln user add", flag.ContinueOnError)
 	data := fs.String("data", env("KILN_DATA", "./data"), "data directory (KILN_DATA)")
 	username := fs.String("username", "", "the login name")
 	pwStdin := fs.Bool("password-stdin", false, "read the password from the first line of standard input (required)")
 	fhirUser := fs.String("fhir-user", "", "the person resource of this user: Patient/ID, Practitioner/ID, RelatedPerson/ID or Person/ID")
+	issuer := fs.String("oidc-issuer", "", "with --oidc-subject: the upstream OpenID provider this user signs in with")
+	subject := fs.String("oidc-subject", "", "the user's subject (sub) at --oidc-issuer")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
-	if !*pwStdin {
-		return errors.New("--password-stdin is required: the password is read from standard input")
+	if (*issuer == "") != (*subject == "") {
+		return errors.New("--oidc-issuer and --oidc-subject go together")
 	}
-	line, err := bufio.NewReader(stdin).ReadString('\n')
-	if err != nil && !errors.Is(err, io.EOF) {
-		return err
+	if !*pwStdin && *subject == "" {
+		return errors.New("--password-stdin is required (the password is read from standard input), unless the user signs in upstream (--oidc-issuer, --oidc-subject)")
 	}
-	password := strings.TrimRight(line, "\r\n")
+	var password string
+	if *pwStdin {
+		line, err := bufio.NewReader(stdin).ReadString('\n')
+		if err != nil && !errors.Is(err, io.EOF) {
+			return err
+		}
+		if password = strings.TrimRight(line, "\r\n"); password == "" {
+			return errors.New("the password on standard input is empty")
+		}
+	}
 	st, err := openData(ctx, *data)
 	if err != nil {
 		return err
@@ -104,6 +114,11 @@ func userCmd(ctx context.Context, args []string, stdin io.Reader, stdout io.Writ
 	u, err := smart.AddUser(ctx, st, *username, password, *fhirUser)
 	if err != nil {
 		return err
+	}
+	if *subject != "" {
+		if err := smart.LinkUser(ctx, st, u.Username, *issuer, *subject); err != nil {
+			return err
+		}
 	}
 	return json.NewEncoder(stdout).Encode(map[string]string{"username": u.Username, "sub": u.Subject, "fhirUser": u.FHIRUser})
 }

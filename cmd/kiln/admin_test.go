@@ -70,6 +70,8 @@ func TestAdminCommands(t *testing.T) {
 			func(m map[string]any) bool {
 				return m["username"] == "alice" && m["fhirUser"] == "Patient/123" && m["sub"] != ""
 			}},
+		{[]string{"user", "add", "--data", data, "--username", "dave", "--oidc-issuer", "https://idp.example", "--oidc-subject", "s-1", "--fhir-user", "Practitioner/9"}, "",
+			func(m map[string]any) bool { return m["username"] == "dave" }},
 		{[]string{"launch", "--data", data, "--patient", "123", "--encounter", "e1"}, "",
 			func(m map[string]any) bool { return m["launch"] != "" }},
 		{[]string{"keys", "rotate", "--data", data}, "",
@@ -90,6 +92,7 @@ func TestAdminCommands(t *testing.T) {
 		{"user", "add", "--data", data, "--username", "bob", "--fhir-user", "Patient/1"},
 		{"user", "add", "--data", data, "--username", "alice", "--password-stdin"},
 		{"user", "add", "--data", data, "--username", "carol", "--password-stdin", "--fhir-user", "Observation/1"},
+		{"user", "add", "--data", data, "--username", "erin", "--oidc-subject", "s-2"},
 		{"launch", "--data", data},
 		{"client", "list"},
 	}
@@ -104,14 +107,16 @@ func TestAdminCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	for kind, want := range map[string]int{"smart.client": 4, "smart.user": 1, "smart.launch": 1, "smart.key": 1} {
+	for kind, want := range map[string]int{"smart.client": 4, "smart.user": 2, "smart.link": 1, "smart.launch": 1, "smart.key": 1} {
 		recs, err := st.ListRecords(ctx, kind)
 		if err != nil || len(recs) != want {
 			t.Errorf("%s: %d records (%v), want %d", kind, len(recs), err, want)
 		}
 	}
 	recs, _ := st.ListRecords(ctx, "smart.user")
-	if len(recs) == 1 && bytes.Contains(recs[0].Value, []byte("s3cret-pass")) {
-		t.Error("the password is stored in clear")
+	for _, r := range recs {
+		if bytes.Contains(r.Value, []byte("s3cret-pass")) {
+			t.Error("the password is stored in clear")
+		}
 	}
 }

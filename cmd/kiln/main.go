@@ -63,7 +63,7 @@ Usage:
   kiln serve [flags]   run the server (kiln serve -h lists the flags)
   kiln client add --data DIR --name NAME --redirect-uri URI [--public] [--jwks FILE|--jwks-url URL] [--scope SCOPES]
                        register a SMART app; prints client_id (and client_secret)
-  kiln user add --data DIR --username U --password-stdin [--fhir-user Patient/123]
+  kiln user add --data DIR --username U --password-stdin|--oidc-issuer ISS --oidc-subject SUB [--fhir-user Patient/123]
                        create a local account
   kiln launch --data DIR --patient ID [--encounter ID]
                        create an EHR launch context; prints the launch handle
