@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -79,7 +80,8 @@ type Server struct {
 	basePath string // path of BaseURL, "" or "/fhir"
 	tokenURL string
 	handler  http.Handler
-	up       *upstream // nil without Config.Upstream
+	up       *upstream     // nil without Config.Upstream
+	kdf      chan struct{} // semaphore: password hashes computed at once
 }
 
 // New builds the server on the store, creating the token secret and the
@@ -121,6 +123,7 @@ func New(ctx context.Context, cfg Config, st Records) (*Server, error) {
 		jwks:     &jwksCache{client: cfg.HTTPClient, byURL: map[string]cachedJWKS{}},
 		basePath: strings.TrimRight(u.Path, "/"),
 		tokenURL: cfg.BaseURL + "/auth/token",
+		kdf:      make(chan struct{}, max(2, runtime.GOMAXPROCS(0))),
 	}
 	s.storage = &storage{rs: st, now: cfg.Now, refreshLife: cfg.RefreshTokenLifespan, server: s}
 	if err := s.keys.ensure(ctx); err != nil {
@@ -557,7 +560,9 @@ type Grant struct {
 	Expires           time.Time
 }
 
-// Authenticate validates the request's bearer token (RFC 6750 §2.1).
+// Authenticate validates the request's bearer token (RFC 6750 §2.1). An
+// error that is neither ErrNoToken nor ErrInvalidToken wraps
+// store.ErrUnavailable: the token could not be checked (503).
 func (s *Server) Authenticate(r *http.Request) (Grant, error) {
 	h := r.Header.Get("Authorization")
 	if h == "" {
@@ -580,6 +585,11 @@ func bearerToken(r *http.Request) string {
 
 func (s *Server) grant(ctx context.Context, tok string) (Grant, error) {
 	use, ar, err := s.oauth.IntrospectToken(ctx, tok, fosite.AccessToken, newSession())
+	if errors.Is(err, store.ErrUnavailable) {
+		// Not the client's fault: answering 401 would make it drop a
+		// good token.
+		return Grant{}, fmt.Errorf("smart: token lookup: %w", store.ErrUnavailable)
+	}
 	if err != nil || use != fosite.AccessToken {
 		return Grant{}, ErrInvalidToken
 	}

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/oauth2"
+
+	"github.com/kiln-fhir/kiln/store"
 )
 
 func TestIntrospection(t *testing.T) {
@@ -249,6 +251,17 @@ func TestAuthenticate(t *testing.T) {
 	r.Header.Set("Authorization", "Bearer "+tok.AccessToken)
 	if _, err := other.Authenticate(r); !errors.Is(err, ErrInvalidToken) {
 		t.Errorf("token for %s accepted by another base: %v", e.base, err)
+	}
+
+	// The store is down: not the token's fault, so not ErrInvalidToken.
+	down := newEnv(t, nil)
+	down.user("alice", "Patient/p1")
+	dtok := down.standalone(down.oauth(down.client(ClientSpec{Public: true}), "launch/patient", "patient/*.rs"), "alice", nil)
+	down.st.Close()
+	r = httptest.NewRequest(http.MethodGet, "/fhir/Patient/p1", nil)
+	r.Header.Set("Authorization", "Bearer "+dtok.AccessToken)
+	if _, err := down.s.Authenticate(r); !errors.Is(err, store.ErrUnavailable) || errors.Is(err, ErrInvalidToken) {
+		t.Errorf("store closed: %v, want store.ErrUnavailable", err)
 	}
 
 	// Expired: a server whose tokens live one second.

@@ -171,10 +171,19 @@ func (s *Server) login(ctx context.Context, username, password string) (*User, e
 		return nil, err
 	}
 	hash := dummyHash
-	if u != nil {
+	if u != nil && u.Hash != "" {
 		hash = u.Hash
 	}
-	if checkPassword(hash, password) && u != nil {
+	// Each check holds 64 MiB for a moment: bound how many run at once,
+	// so a flood of logins queues instead of exhausting memory.
+	select {
+	case s.kdf <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	ok := checkPassword(hash, password)
+	<-s.kdf
+	if ok && u != nil && u.Hash != "" {
 		_ = s.rs.DeleteRecord(ctx, kindFail, username)
 		return u, nil
 	}
