@@ -1,6 +1,8 @@
 package smart
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -10,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -111,17 +114,63 @@ func getClient(ctx context.Context, rs Records, id string) (*Client, error) {
 	return &c, nil
 }
 
-// ClientSpec is what `kiln client add` registers.
+var clientIDRE = regexp.MustCompile(`^[A-Za-z0-9\-._~]{1,128}$`)
+
+// ClientSpec is what `kiln client add` registers, and one entry of a
+// declarative client file (ApplyClients).
 type ClientSpec struct {
-	Name         string
-	RedirectURIs []string
-	Public       bool
-	JWKS         []byte // a JWK Set (inline registration)
-	JWKSURL      string
+	// ID and Secret are normally generated; a declarative setup may fix
+	// them (the secret then at least 32 characters).
+	ID     string `json:"client_id,omitempty"`
+	Secret string `json:"client_secret,omitempty"`
+
+	Name         string          `json:"client_name"`
+	RedirectURIs []string        `json:"redirect_uris,omitempty"`
+	Public       bool            `json:"public,omitempty"`
+	JWKS         json.RawMessage `json:"jwks,omitempty"` // a JWK Set (inline registration)
+	JWKSURL      string          `json:"jwks_uri,omitempty"`
 	// Scopes the client may be granted; empty means DefaultScopes (or
 	// DefaultSystemScopes for a client without redirect URIs).
-	Scopes []string
+	Scopes []string `json:"scope,omitempty"`
 }
+
+// ApplyClients registers the clients of a declarative file, a JSON array
+// of ClientSpec objects, each with its client_id: a client of the same id
+// is replaced, so applying the file again converges. Every entry is
+// checked before any is stored.
+func ApplyClients(ctx context.Context, rs Records, file []byte) ([]Registered, error) {
+	var specs []ClientSpec
+	dec := json.NewDecoder(bytes.NewReader(file))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&specs); err != nil {
+		return nil, fmt.Errorf("client file: %w", err)
+	}
+	seen := map[string]bool{}
+	for i, sp := range specs {
+		if sp.ID == "" || seen[sp.ID] {
+			return nil, fmt.Errorf("client file: entry %d needs a client_id of its own", i)
+		}
+		seen[sp.ID] = true
+		if _, err := addClient(ctx, nopRecords{}, sp, true); err != nil {
+			return nil, fmt.Errorf("client file: %s: %w", sp.ID, err)
+		}
+	}
+	var out []Registered
+	for _, sp := range specs {
+		reg, err := addClient(ctx, rs, sp, true)
+		if err != nil {
+			return out, fmt.Errorf("client file: %s: %w", sp.ID, err)
+		}
+		out = append(out, reg)
+	}
+	return out, nil
+}
+
+// nopRecords accepts every write: ApplyClients validates a whole file
+// with it before storing anything.
+type nopRecords struct{ Records }
+
+func (nopRecords) PutRecord(context.Context, store.Record) error { return nil }
 
 // DefaultScopes are granted to an app registered without --scope.
 var DefaultScopes = []string{"openid", "fhirUser", "launch", "launch/patient", "launch/encounter",
@@ -153,6 +202,12 @@ func randomToken(n int) string {
 // asymmetric client gives a JWK Set or its URL, whose keys must each have
 // a kid and be RSA or EC public keys (client-confidential-asymmetric.html).
 func AddClient(ctx context.Context, rs Records, spec ClientSpec) (Registered, error) {
+	return addClient(ctx, rs, spec, false)
+}
+
+// addClient registers spec; replace (ApplyClients) overwrites a client of
+// the same id, otherwise an id is never reused.
+func addClient(ctx context.Context, rs Records, spec ClientSpec, replace bool) (Registered, error) {
 	if strings.TrimSpace(spec.Name) == "" {
 		return Registered{}, errors.New("a client needs a name")
 	}
@@ -162,7 +217,13 @@ func AddClient(ctx context.Context, rs Records, spec ClientSpec) (Registered, er
 			return Registered{}, fmt.Errorf("redirect URI %q: must be absolute, with a host and no fragment", r)
 		}
 	}
-	c := Client{ID: randomToken(16), Name: spec.Name, RedirectURIs: spec.RedirectURIs, Scopes: spec.Scopes, Created: time.Now().UTC()}
+	id := spec.ID
+	if id == "" {
+		id = randomToken(16)
+	} else if !clientIDRE.MatchString(id) {
+		return Registered{}, fmt.Errorf("client_id %q: 1 to 128 of A-Z a-z 0-9 - . _ ~", id)
+	}
+	c := Client{ID: id, Name: spec.Name, RedirectURIs: spec.RedirectURIs, Scopes: spec.Scopes, Created: time.Now().UTC()}
 	reg := Registered{ClientID: c.ID, Name: c.Name, RedirectURIs: c.RedirectURIs}
 	asym := len(spec.JWKS) > 0 || spec.JWKSURL != ""
 	switch {
@@ -193,7 +254,15 @@ func AddClient(ctx context.Context, rs Records, spec ClientSpec) (Registered, er
 	default:
 		c.AuthMethod = authSecret
 		reg.ClientSecret = randomToken(32)
-		c.SecretHash = hashSecret(reg.ClientSecret)
+		if spec.Secret != "" {
+			// A declared secret is the administrator's to keep: it is
+			// not echoed back.
+			if len(spec.Secret) < 32 {
+				return Registered{}, errors.New("a declared client secret needs at least 32 characters")
+			}
+			reg.ClientSecret = ""
+		}
+		c.SecretHash = hashSecret(cmp.Or(spec.Secret, reg.ClientSecret))
 	}
 	if len(c.RedirectURIs) == 0 && c.AuthMethod != authPrivateJWT {
 		return Registered{}, errors.New("an app that launches needs at least one --redirect-uri (only a backend service with keys can go without)")
@@ -208,7 +277,13 @@ func AddClient(ctx context.Context, rs Records, spec ClientSpec) (Registered, er
 	if err != nil {
 		return Registered{}, err
 	}
-	if err := rs.InsertRecord(ctx, store.Record{Kind: kindClient, Key: c.ID, Value: b}); err != nil {
+	rec := store.Record{Kind: kindClient, Key: c.ID, Value: b}
+	if replace {
+		err = rs.PutRecord(ctx, rec)
+	} else if err = rs.InsertRecord(ctx, rec); errors.Is(err, store.ErrVersionConflict) {
+		err = fmt.Errorf("client_id %q is taken", c.ID)
+	}
+	if err != nil {
 		return Registered{}, err
 	}
 	reg.AuthMethod, reg.Scope = c.AuthMethod, strings.Join(c.Scopes, " ")

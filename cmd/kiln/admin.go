@@ -37,8 +37,11 @@ func openData(ctx context.Context, data string) (*sqlite.Store, error) {
 // its client_id (and, for a symmetric client, the client_secret, which
 // is shown only this once) as JSON.
 func clientCmd(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) > 0 && args[0] == "apply" {
+		return clientApply(ctx, args[1:], stdout)
+	}
 	if len(args) == 0 || args[0] != "add" {
-		return errors.New("usage: kiln client add --data DIR --name NAME --redirect-uri URI [--public] [--jwks FILE|--jwks-url URL] [--scope SCOPES]")
+		return errors.New("usage: kiln client add --data DIR --name NAME --redirect-uri URI [--public] [--jwks FILE|--jwks-url URL] [--scope SCOPES]\n       kiln client apply --data DIR --file CLIENTS.json")
 	}
 	fs := flag.NewFlagSet("kiln client add", flag.ContinueOnError)
 	data := fs.String("data", env("KILN_DATA", "./data"), "data directory (KILN_DATA)")
@@ -72,6 +75,33 @@ func clientCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")
 	return enc.Encode(reg)
+}
+
+// clientApply is `kiln client apply`: a declarative JSON file of clients
+// with fixed ids (smart.ApplyClients), applied as a whole or not at all.
+func clientApply(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("kiln client apply", flag.ContinueOnError)
+	data := fs.String("data", env("KILN_DATA", "./data"), "data directory (KILN_DATA)")
+	file := fs.String("file", "", "JSON array of clients: client_id, client_name, redirect_uris, public, client_secret, jwks, jwks_uri, scope")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	b, err := os.ReadFile(*file)
+	if err != nil {
+		return err
+	}
+	st, err := openData(ctx, *data)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	regs, err := smart.ApplyClients(ctx, st, b)
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(map[string]any{"clients": regs})
 }
 
 // userCmd is `kiln user add`: a local account, its password read from

@@ -26,6 +26,9 @@ func TestAdminCommands(t *testing.T) {
 	jwksFile := filepath.Join(data, "jwks.json")
 	os.WriteFile(jwksFile, jwks, 0o600)
 
+	clientsFile := filepath.Join(data, "clients.json")
+	os.WriteFile(clientsFile, []byte(`[{"client_id": "inferno", "client_name": "Inferno", "redirect_uris": ["https://inferno.example/cb"], "public": true}]`), 0o600)
+
 	run := func(stdin string, args ...string) (map[string]any, error) {
 		var out bytes.Buffer
 		var err error
@@ -74,6 +77,8 @@ func TestAdminCommands(t *testing.T) {
 			func(m map[string]any) bool { return m["username"] == "dave" }},
 		{[]string{"launch", "--data", data, "--patient", "123", "--encounter", "e1"}, "",
 			func(m map[string]any) bool { return m["launch"] != "" }},
+		{[]string{"client", "apply", "--data", data, "--file", clientsFile}, "",
+			func(m map[string]any) bool { return len(m["clients"].([]any)) == 1 }},
 		{[]string{"keys", "rotate", "--data", data}, "",
 			func(m map[string]any) bool { return m["kid"] != "" }},
 	}
@@ -107,7 +112,7 @@ func TestAdminCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	for kind, want := range map[string]int{"smart.client": 4, "smart.user": 2, "smart.link": 1, "smart.launch": 1, "smart.key": 1} {
+	for kind, want := range map[string]int{"smart.client": 5, "smart.user": 2, "smart.link": 1, "smart.launch": 1, "smart.key": 1} {
 		recs, err := st.ListRecords(ctx, kind)
 		if err != nil || len(recs) != want {
 			t.Errorf("%s: %d records (%v), want %d", kind, len(recs), err, want)

@@ -63,6 +63,8 @@ Usage:
   kiln serve [flags]   run the server (kiln serve -h lists the flags)
   kiln client add --data DIR --name NAME --redirect-uri URI [--public] [--jwks FILE|--jwks-url URL] [--scope SCOPES]
                        register a SMART app; prints client_id (and client_secret)
+  kiln client apply --data DIR --file CLIENTS.json
+                       register the clients of a declarative file (fixed ids; replaces)
   kiln user add --data DIR --username U --password-stdin|--oidc-issuer ISS --oidc-subject SUB [--fhir-user Patient/123]
                        create a local account
   kiln launch --data DIR --patient ID [--encounter ID]
