@@ -433,6 +433,15 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		sess.SetExpiresAt(fosite.RefreshToken, sess.OnlineUntil)
 	}
 	resp, err := s.oauth.NewAccessResponse(ctx, ar)
+	if errors.Is(err, fosite.ErrInvalidatedAuthorizeCode) {
+		// Two exchanges of one code raced and this one lost the
+		// compare-and-set (storage.InvalidateAuthorizeCodeSession): a
+		// reused code, so revoke what the winner got (RFC 6749 §4.1.2).
+		if rerr := s.storage.revoke(ctx, ar.GetID()); rerr != nil {
+			s.log.Error("smart: revoking a reused code's grant", "err", rerr)
+		}
+		err = fosite.ErrInvalidGrant.WithHint("The authorization code has already been used.")
+	}
 	if err != nil {
 		s.accessError(w, r, ar, err)
 		return

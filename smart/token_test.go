@@ -188,6 +188,42 @@ func TestCodeExchangeBadInput(t *testing.T) {
 		}
 	})
 
+	t.Run("concurrent exchanges of one code", func(t *testing.T) {
+		c, v := code(cfg)
+		form := url.Values{"grant_type": {"authorization_code"}, "code": {c}, "redirect_uri": {appRedirect},
+			"code_verifier": {v}, "client_id": {app.ClientID}}
+		type result struct {
+			status int
+			body   map[string]any
+		}
+		results := make(chan result, 6)
+		for range 6 {
+			go func() {
+				status, _, body := e.postForm("/auth/token", form, "", "")
+				results <- result{status, body}
+			}()
+		}
+		var issued []string
+		for range 6 {
+			r := <-results
+			switch {
+			case r.status == 200:
+				issued = append(issued, r.body["access_token"].(string))
+			case r.status != 400 || r.body["error"] != "invalid_grant":
+				t.Errorf("loser got %d %v, want 400 invalid_grant", r.status, r.body)
+			}
+		}
+		if len(issued) > 1 {
+			t.Fatalf("one code was exchanged %d times", len(issued))
+		}
+		// Every other attempt was a reuse, so what was issued is revoked.
+		for _, tok := range issued {
+			if _, status := e.whoami(tok); status != http.StatusUnauthorized {
+				t.Errorf("token from a code used %d times still works", 6)
+			}
+		}
+	})
+
 	t.Run("reused code revokes its tokens", func(t *testing.T) {
 		c, v := code(cfg)
 		tok, err := cfg.Exchange(e.ctx(), c, oauth2.VerifierOption(v))
