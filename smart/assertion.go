@@ -105,10 +105,6 @@ func (s *Server) decorate(c *Client) {
 	c.systemLife = s.cfg.SystemTokenLifespan
 }
 
-type assertionClaims struct {
-	jwt.Claims
-}
-
 // verifyAssertion checks a client assertion per RFC 7523 §3 and SMART's
 // asymmetric profile: alg RS384 or ES384 (never none or HMAC), a kid
 // naming exactly one registered key of a matching type, a jku (if any)

@@ -15,7 +15,9 @@ type Record struct {
 	Key   string
 	Value []byte
 	// Version is assigned by the backend: 1 on creation, one more on
-	// every Swap. Put resets it to 1.
+	// every replacement (SwapRecord, or PutRecord over an existing
+	// record), so a compare-and-set never mistakes a replaced record for
+	// the one it read.
 	Version int64
 	// Expires, when not zero, is the instant after which the record is
 	// gone: reads answer ErrNotFound and the backend may remove it.
@@ -28,7 +30,7 @@ type Record struct {
 // authorization code used twice) and compare-and-set (a login-failure
 // counter raised by two processes at once).
 type Records interface {
-	// PutRecord creates or replaces the record (Version becomes 1).
+	// PutRecord creates or replaces the record.
 	PutRecord(ctx context.Context, r Record) error
 	// InsertRecord creates the record only if no live (unexpired) record
 	// has its kind and key; otherwise ErrVersionConflict.

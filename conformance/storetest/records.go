@@ -64,6 +64,14 @@ func testRecords(t *testing.T, s store.Store) {
 		if d := r.Expires.Sub(later); d > time.Millisecond || d < -time.Millisecond {
 			t.Errorf("expires %v, want %v", r.Expires, later)
 		}
+		// A replacement is a new version: a compare-and-set on the
+		// version read before it must fail.
+		if r.Version != 2 {
+			t.Errorf("version after a replacing put = %d, want 2", r.Version)
+		}
+		if err := rs.SwapRecord(ctx, store.Record{Kind: "client", Key: "a", Value: []byte("x"), Version: 1}); !errors.Is(err, store.ErrVersionConflict) {
+			t.Errorf("SwapRecord with the version before a put: %v, want ErrVersionConflict", err)
+		}
 		if err := rs.DeleteRecord(ctx, "client", "a"); err != nil {
 			t.Fatal(err)
 		}

@@ -67,7 +67,7 @@ func (s *Store) purge(ctx context.Context, kind string) {
 func (s *Store) PutRecord(ctx context.Context, r store.Record) error {
 	s.purge(ctx, r.Kind)
 	_, err := s.recExec(ctx, "put", r, `INSERT INTO records (kind, key, value, version, expires) VALUES (?, ?, ?, 1, ?)
-		ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value, version = 1, expires = excluded.expires`,
+		ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value, version = records.version + 1, expires = excluded.expires`,
 		r.Kind, r.Key, r.Value, expiresCol(r.Expires))
 	return err
 }
