@@ -40,6 +40,7 @@ type env struct {
 	t    *testing.T
 	srv  *httptest.Server
 	st   *sqlite.Store
+	path string // the SQLite file
 	s    *Server
 	base string
 	// last response headers seen by the oauth2 client's transport
@@ -49,12 +50,13 @@ type env struct {
 
 func newEnv(t *testing.T, tweak func(*Config)) *env {
 	t.Helper()
-	st, err := sqlite.Open(t.Context(), sqlite.Config{Path: filepath.Join(t.TempDir(), "kiln.db")})
+	path := filepath.Join(t.TempDir(), "kiln.db")
+	st, err := sqlite.Open(t.Context(), sqlite.Config{Path: path})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	e := &env{t: t, st: st}
+	e := &env{t: t, st: st, path: path}
 	var h http.Handler
 	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.ServeHTTP(w, r) }))
 	t.Cleanup(e.srv.Close)
