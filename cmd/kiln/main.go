@@ -3,6 +3,10 @@
 //
 //	kiln serve [flags]     run the server
 //	kiln import FILE|DIR…  load Bundles and NDJSON into the store
+//	kiln client add …      register a SMART app
+//	kiln user add …        create a local account
+//	kiln launch …          create an EHR launch context
+//	kiln keys rotate …     new id_token signing key
 //	kiln version           print the version
 package main
 
@@ -36,6 +40,14 @@ func run(ctx context.Context, args []string) error {
 		return serve(ctx, args[1:])
 	case "import":
 		return importFiles(ctx, args[1:], os.Stdout, os.Stderr)
+	case "client":
+		return clientCmd(ctx, args[1:], os.Stdout)
+	case "user":
+		return userCmd(ctx, args[1:], os.Stdin, os.Stdout)
+	case "launch":
+		return launchCmd(ctx, args[1:], os.Stdout)
+	case "keys":
+		return keysCmd(ctx, args[1:], os.Stdout)
 	case "version", "--version", "-version":
 		fmt.Println("kiln", version)
 		return nil
@@ -53,6 +65,16 @@ func usage() {
 Usage:
   kiln serve [flags]   run the server (kiln serve -h lists the flags)
   kiln import FILE|DIR…  load Bundles and NDJSON into the store (kiln import -h)
+  kiln client add --data DIR --name NAME --redirect-uri URI [--public] [--jwks FILE|--jwks-url URL] [--scope SCOPES]
+                       register a SMART app; prints client_id (and client_secret)
+  kiln client apply --data DIR --file CLIENTS.json
+                       register the clients of a declarative file (fixed ids; replaces)
+  kiln user add --data DIR --username U --password-stdin|--oidc-issuer ISS --oidc-subject SUB [--fhir-user Patient/123]
+                       create a local account
+  kiln launch --data DIR --patient ID [--encounter ID]
+                       create an EHR launch context; prints the launch handle
+  kiln keys rotate --data DIR
+                       new id_token signing key (the old one stays published)
   kiln version         print the version
 `)
 }

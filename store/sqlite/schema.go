@@ -11,8 +11,10 @@ import (
 // entry at the end of steps; a file at version v runs every step after v.
 //
 // 2: search index tables; current gained rid and last_updated.
+// 3: records (store.Records: the authorization server's state).
 var steps = []step{
 	{2, schemaV2},
+	{3, schemaV3},
 }
 
 // step brings a file of version to-1 (or 0 for the first step: a new
@@ -236,6 +238,20 @@ var schemaV2 = []string{
 		PRIMARY KEY (pid, code, system, rid, tup)
 	) WITHOUT ROWID, STRICT`,
 	`CREATE INDEX ix_comp_rid ON ix_comp (rid, pid)`,
+}
+
+// schemaV3 adds records (records.go). expires is unix microseconds, 0
+// for never; records_expires serves the purge of expired rows.
+var schemaV3 = []string{
+	`CREATE TABLE records (
+		kind    TEXT    NOT NULL,
+		key     TEXT    NOT NULL,
+		value   BLOB    NOT NULL,
+		version INTEGER NOT NULL,
+		expires INTEGER NOT NULL,
+		PRIMARY KEY (kind, key)
+	) WITHOUT ROWID, STRICT`,
+	`CREATE INDEX records_expires ON records (kind, expires) WHERE expires > 0`,
 }
 
 // migrate brings the file at conn to schemaVersion. It runs under the write

@@ -79,6 +79,7 @@ type Store struct {
 	rdb *sql.DB // read pool
 	wdb *sql.DB // holds the writer's single connection
 	cdb *sql.DB // the checkpointer's connection (checkpoint.go)
+	xdb *sql.DB // one connection for store.Records writes (records.go)
 	w   *writer
 	ckp *checkpointer
 
@@ -202,6 +203,12 @@ func open(ctx context.Context, cfg Config) (_ *Store, err error) {
 		conn.Close()
 		return nil, err
 	}
+
+	// Same durability and checkpoint policy as the writer's connection.
+	if s.xdb, err = sql.Open("sqlite", base+"&_synchronous=FULL&_pragma=wal_autocheckpoint(0)"); err != nil {
+		return nil, err
+	}
+	s.xdb.SetMaxOpenConns(1)
 
 	if s.rdb, err = sql.Open("sqlite", base+"&_query_only=1&_pragma=mmap_size("+
 		strconv.FormatInt(cfg.MmapSize, 10)+")"); err != nil {
@@ -327,7 +334,7 @@ func (s *Store) closeHandles() error {
 			errs = append(errs, st.Close())
 		}
 	}
-	for _, db := range []*sql.DB{s.rdb, s.cdb, s.wdb} {
+	for _, db := range []*sql.DB{s.rdb, s.xdb, s.cdb, s.wdb} {
 		if db != nil {
 			errs = append(errs, db.Close())
 		}
