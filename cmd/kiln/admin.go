@@ -30,7 +30,7 @@ func openData(ctx context.Context, data string) (*sqlite.Store, error) {
 	if _, err := os.Stat(data); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
-	return sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(data, "kiln.db")})
+	return sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(data, "kiln.db"), RecordsOnly: true})
 }
 
 // clientCmd is `kiln client add`: it registers a SMART app and prints

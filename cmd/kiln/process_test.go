@@ -254,16 +254,16 @@ func TestInvalidEnvironmentFailsStartup(t *testing.T) {
 	}
 }
 
-func TestServeRequiresAuthMode(t *testing.T) {
+func TestServeRejectsUnknownAuthMode(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		args []string
 		env  []string
 		want string
 	}{
-		{"missing", nil, nil, "--auth is required"},
-		{"unknown flag value", []string{"--auth=smart"}, nil, "--auth=smart is not supported"},
-		{"unknown env value", nil, []string{"KILN_AUTH=oauth"}, "--auth=oauth is not supported"},
+		{"unknown flag value", []string{"--auth=basic"}, nil, `--auth must be smart or none, not "basic"`},
+		{"unknown env value", nil, []string{"KILN_AUTH=oauth"}, `--auth must be smart or none, not "oauth"`},
+		{"half an upstream provider", []string{"--oidc-issuer=https://idp.example"}, nil, "--oidc-issuer and --oidc-client-id go together"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			data := filepath.Join(t.TempDir(), "data")

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/kiln-fhir/kiln/fhir/rest"
+	"github.com/kiln-fhir/kiln/smart"
 	"github.com/kiln-fhir/kiln/store"
 	"github.com/kiln-fhir/kiln/store/metered"
 	"github.com/kiln-fhir/kiln/store/sqlite"
@@ -38,6 +39,8 @@ type serveConfig struct {
 	// searchHandling is the default for unknown search parameters when a
 	// request does not say Prefer: handling=… (search.html#errors).
 	searchHandling string
+	// Upstream OpenID Connect sign-in (--auth=smart only).
+	oidcIssuer, oidcClientID, oidcClientSecret string
 	// cache bounds the embedded store's read cache in bytes; 0 turns it
 	// off (and with it the exclusive lock on the data directory).
 	cache int64
@@ -55,7 +58,10 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.baseURL, "base-url", env("KILN_BASE_URL", ""), "public base URL for Location headers and links; empty derives it from each request (KILN_BASE_URL)")
 	fs.Int64Var(&c.maxBody, "max-body", 16<<20, "largest request body in bytes; larger gets 413 (KILN_MAX_BODY)")
 	fs.Int64Var(&c.cache, "cache", defaultCache, "read cache of current versions in bytes; 0 disables it. With a cache the server locks DATA/kiln.db.lock: no other process may open the store (KILN_CACHE)")
-	fs.StringVar(&c.auth, "auth", env("KILN_AUTH", ""), "authorization mode: none (KILN_AUTH); required until SMART lands")
+	fs.StringVar(&c.auth, "auth", env("KILN_AUTH", "smart"), "authorization: smart (Kiln's own SMART on FHIR authorization server) or none (no authorization at all; development only) (KILN_AUTH)")
+	fs.StringVar(&c.oidcIssuer, "oidc-issuer", env("KILN_OIDC_ISSUER", ""), "upstream OpenID Connect provider offered on the login page, e.g. https://login.example.org (KILN_OIDC_ISSUER)")
+	fs.StringVar(&c.oidcClientID, "oidc-client-id", env("KILN_OIDC_CLIENT_ID", ""), "Kiln's client id at the upstream provider (KILN_OIDC_CLIENT_ID)")
+	fs.StringVar(&c.oidcClientSecret, "oidc-client-secret", env("KILN_OIDC_CLIENT_SECRET", ""), "Kiln's client secret at the upstream provider (KILN_OIDC_CLIENT_SECRET)")
 	fs.StringVar(&c.logLevel, "log-level", env("KILN_LOG_LEVEL", "info"), "debug, info, warn or error (KILN_LOG_LEVEL)")
 	fs.StringVar(&c.logFormat, "log-format", env("KILN_LOG_FORMAT", "text"), "text or json (KILN_LOG_FORMAT)")
 	fs.StringVar(&c.searchHandling, "search-handling", env("KILN_SEARCH_HANDLING", "lenient"), "unknown search parameters: lenient (ignored and reported) or strict (400) (KILN_SEARCH_HANDLING)")
@@ -81,10 +87,12 @@ func serve(ctx context.Context, args []string) error {
 	switch cfg.auth {
 	case "none":
 		logger.Warn("authorization is OFF (--auth=none): every client can read and write every resource")
-	case "":
-		return errors.New("--auth is required: only --auth=none exists in this version (SMART authorization is not built yet)")
+	case "smart":
 	default:
-		return fmt.Errorf("--auth=%s is not supported: only none exists in this version", cfg.auth)
+		return fmt.Errorf("--auth must be smart or none, not %q", cfg.auth)
+	}
+	if (cfg.oidcIssuer != "") != (cfg.oidcClientID != "") {
+		return errors.New("--oidc-issuer and --oidc-client-id go together")
 	}
 
 	if err := os.MkdirAll(cfg.data, 0o700); err != nil {
@@ -109,26 +117,42 @@ func serve(ctx context.Context, args []string) error {
 		}, func() float64 { _, misses := db.CacheStats(); return float64(misses) }),
 	)
 
-	api := rest.New(rest.Config{
+	// Listen first: the SMART audience needs the port when --addr says :0.
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		db.Close()
+		return err
+	}
+	restCfg := rest.Config{
 		BaseURL:      cfg.baseURL,
 		MaxBody:      cfg.maxBody,
 		Logger:       logger,
 		Metrics:      rest.NewMetrics(reg),
 		Version:      version,
 		StrictSearch: cfg.searchHandling == "strict",
-	}, st)
+	}
+	var authz *smart.Server
+	if cfg.auth == "smart" {
+		if authz, err = newSMART(ctx, cfg, ln.Addr(), db, logger); err != nil {
+			ln.Close()
+			db.Close()
+			return err
+		}
+		e := authz.Endpoints()
+		restCfg.Auth = smartAuthorizer{authz}
+		restCfg.OAuth = &rest.OAuthURIs{Authorize: e.Authorize, Token: e.Token, Introspect: e.Introspect, Revoke: e.Revoke}
+	}
+	var handler http.Handler = rest.New(restCfg, st)
+	if authz != nil {
+		handler = withSMART(handler, authz, smartBase(cfg, ln.Addr()))
+	}
 
 	srv := &http.Server{
 		Addr:              cfg.addr,
-		Handler:           withOps(api, st, reg),
+		Handler:           withOps(handler, st, reg),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
-	ln, err := net.Listen("tcp", cfg.addr)
-	if err != nil {
-		db.Close()
-		return err
 	}
 	logger.Info("kiln serving", "addr", ln.Addr().String(), "data", cfg.data, "store", "sqlite", "cache_bytes", cfg.cache, "version", version)
 

@@ -48,6 +48,10 @@ type Config struct {
 	// StrictSearch makes unknown search parameters an error unless the
 	// request says Prefer: handling=lenient (search.html#errors).
 	StrictSearch bool
+	// OAuth lists the authorization server's endpoints for the
+	// CapabilityStatement's security section (SMART App Launch
+	// conformance: the oauth-uris extension); nil: no security section.
+	OAuth *OAuthURIs
 	// Auth authenticates every request but /metadata and enforces the
 	// scopes of its token (permit.go); nil allows everything (--auth=none).
 	Auth Authorizer
@@ -132,7 +136,7 @@ func New(cfg Config, st Store) *API {
 		cfg.Registry = search.Default()
 	}
 	a := &API{cfg: cfg, store: st, searcher: st}
-	a.caps = newCapabilities(cfg.Version, cfg.Now(), cfg.Registry)
+	a.caps = newCapabilities(cfg.Version, cfg.Now(), cfg.Registry, cfg.OAuth)
 
 	r := mux.NewRouter()
 	r.Handle("/metadata", a.wrap("capabilities", (*API).metadata)).Methods(http.MethodGet, http.MethodHead, http.MethodOptions)

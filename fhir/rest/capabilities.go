@@ -20,7 +20,40 @@ type capabilities struct {
 	etag string
 }
 
-func newCapabilities(version string, now time.Time, reg *search.Registry) capabilities {
+// OAuthURIs are the SMART authorization server's endpoints (absolute).
+type OAuthURIs struct {
+	Authorize, Token, Introspect, Revoke string
+}
+
+// security is CapabilityStatement.rest.security for a SMART server
+// (app-launch.html#smart-on-fhir-oauth-authorization-endpoints-and-capabilities:
+// the oauth-uris extension; the restful-security-service code SMART-on-FHIR).
+func (o *OAuthURIs) security() map[string]any {
+	var ext []map[string]string
+	for _, e := range []struct{ name, uri string }{
+		{"authorize", o.Authorize}, {"token", o.Token}, {"introspect", o.Introspect}, {"revoke", o.Revoke},
+	} {
+		if e.uri != "" {
+			ext = append(ext, map[string]string{"url": e.name, "valueUri": e.uri})
+		}
+	}
+	return map[string]any{
+		"cors": true,
+		"service": []map[string]any{{
+			"coding": []map[string]string{{
+				"system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+				"code":   "SMART-on-FHIR",
+			}},
+			"text": "OAuth2 using SMART App Launch 2.0 (/.well-known/smart-configuration)",
+		}},
+		"extension": []map[string]any{{
+			"url":       "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+			"extension": ext,
+		}},
+	}
+}
+
+func newCapabilities(version string, now time.Time, reg *search.Registry, oauth *OAuthURIs) capabilities {
 	if version == "" {
 		version = "dev"
 	}
@@ -81,6 +114,9 @@ func newCapabilities(version string, now time.Time, reg *search.Registry) capabi
 	}
 	if ops := operationEntries(""); ops != nil {
 		rest["operation"] = ops
+	}
+	if oauth != nil {
+		rest["security"] = oauth.security()
 	}
 	cs := map[string]any{
 		"resourceType": "CapabilityStatement",

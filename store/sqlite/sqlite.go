@@ -68,6 +68,12 @@ type Config struct {
 	// file open; without, it takes a shared lock, so that it cannot open
 	// the file under a caching store either.
 	CacheBytes int64
+	// RecordsOnly opens the file for store.Records alone (the admin
+	// commands: clients, users, launch contexts, keys) and takes no lock,
+	// so they can run beside a caching server: records are never cached,
+	// and Commit of resources is refused so that the server's cache of
+	// resources cannot go stale behind its back.
+	RecordsOnly bool
 }
 
 // ErrLocked is returned by Open when the lock file is held in a way that
@@ -84,7 +90,9 @@ type Store struct {
 	ckp *checkpointer
 
 	cache *readCache // nil: off
-	lock  *os.File   // the lock file, held until Close
+	// recordsOnly: Config.RecordsOnly; Commit refuses.
+	recordsOnly bool
+	lock        *os.File // the lock file, held until Close
 
 	readStmt, vreadStmt, maxSeqStmt *sql.Stmt
 	maxPidStmt                      *sql.Stmt
@@ -152,7 +160,10 @@ func open(ctx context.Context, cfg Config) (_ *Store, err error) {
 			err = fmt.Errorf("sqlite: open %s: %w", cfg.Path, err)
 		}
 	}()
-	if s.lock, err = lockFile(path+".lock", cfg.CacheBytes > 0); err != nil {
+	s.recordsOnly = cfg.RecordsOnly
+	if cfg.RecordsOnly {
+		cfg.CacheBytes = 0
+	} else if s.lock, err = lockFile(path+".lock", cfg.CacheBytes > 0); err != nil {
 		return nil, err
 	}
 	if cfg.CacheBytes > 0 {

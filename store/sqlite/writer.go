@@ -349,6 +349,9 @@ func (w *writer) applyChange(ctx context.Context, i int, ch store.Change) error 
 // Commit implements store.Resources. It validates the changes, queues them
 // for the writer and waits for the batch they join to be durable.
 func (s *Store) Commit(ctx context.Context, changes ...store.Change) error {
+	if s.recordsOnly {
+		return errors.New("sqlite: store opened for records only cannot commit resources")
+	}
 	for i, ch := range changes {
 		if err := validate(ch); err != nil {
 			return fmt.Errorf("sqlite: commit %s/%s (change %d): %w", ch.Type, ch.ID, i, err)

@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/kiln-fhir/kiln/fhir/rest"
+	"github.com/kiln-fhir/kiln/smart"
+)
+
+// smartAuthorizer adapts the SMART authorization server to what the FHIR
+// API needs (rest.Authorizer). It is the only place the two meet: fhir/…
+// and smart never import each other (design.md).
+type smartAuthorizer struct{ srv *smart.Server }
+
+func (a smartAuthorizer) Authorize(r *http.Request) (*rest.Access, error) {
+	g, err := a.srv.Authenticate(r)
+	switch {
+	case errors.Is(err, smart.ErrNoToken):
+		return nil, fmt.Errorf("%w", rest.ErrNoToken)
+	case errors.Is(err, smart.ErrInvalidToken):
+		return nil, fmt.Errorf("%w", rest.ErrInvalidToken)
+	case err != nil:
+		// The store behind the token records is down: rest answers 503
+		// (the error wraps store.ErrUnavailable), never a grant.
+		return nil, err
+	}
+	return accessOf(g), nil
+}
+
+// accessOf turns a grant into the rules rest enforces: one rule per
+// resource scope. smart.Scope already normalises SMART v1 and v2 to v2
+// letters, which is what rest.Rule.Ops holds.
+func accessOf(g smart.Grant) *rest.Access {
+	acc := &rest.Access{ClientID: g.ClientID, FHIRUser: g.FHIRUser, Patient: g.Patient}
+	for _, s := range g.Scopes {
+		acc.Rules = append(acc.Rules, rest.Rule{Context: s.Context, Type: s.Type, Ops: s.Ops, Query: s.Query})
+	}
+	return acc
+}
+
+// smartBase is the FHIR base URL tokens are issued for (aud). SMART needs
+// an absolute one; without --base-url it is http://localhost:PORT, right
+// for a development machine only (a client that calls 127.0.0.1 instead
+// asks for another audience and is refused).
+func smartBase(cfg serveConfig, addr net.Addr) string {
+	if cfg.baseURL != "" {
+		return strings.TrimRight(cfg.baseURL, "/")
+	}
+	_, port, err := net.SplitHostPort(addr.String())
+	if err != nil || port == "" {
+		port = "8080"
+	}
+	return "http://localhost:" + port
+}
+
+func newSMART(ctx context.Context, cfg serveConfig, addr net.Addr, records smart.Records, logger *slog.Logger) (*smart.Server, error) {
+	scfg := smart.Config{BaseURL: smartBase(cfg, addr), Logger: logger}
+	if cfg.baseURL == "" {
+		logger.Warn("--base-url is not set: SMART tokens are issued for " + scfg.BaseURL + "; set --base-url to the public FHIR base in production")
+	}
+	if cfg.oidcIssuer != "" {
+		scfg.Upstream = &smart.UpstreamOIDC{Issuer: cfg.oidcIssuer, ClientID: cfg.oidcClientID, ClientSecret: cfg.oidcClientSecret}
+	}
+	srv, err := smart.New(ctx, scfg, records)
+	if err != nil {
+		return nil, fmt.Errorf("SMART authorization server: %w", err)
+	}
+	return srv, nil
+}
+
+// withSMART sends the authorization server's paths (discovery documents
+// and /auth/…) to it and everything else to the FHIR API. The FHIR API is
+// served at the root (a proxy maps the public base onto it), while the
+// SMART handler routes on full paths under the base's path, so that path
+// is put back in front.
+func withSMART(api http.Handler, authz *smart.Server, base string) http.Handler {
+	prefix := ""
+	if u, err := url.Parse(base); err == nil {
+		prefix = strings.TrimRight(u.Path, "/")
+	}
+	h := authz.Handler()
+	toSMART := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if prefix != "" {
+			r2 := r.Clone(r.Context())
+			r2.URL.Path = prefix + r.URL.Path
+			r2.URL.RawPath = ""
+			r = r2
+		}
+		h.ServeHTTP(w, r)
+	})
+	mux := http.NewServeMux()
+	mux.Handle("/.well-known/", toSMART)
+	mux.Handle("/auth/", toSMART)
+	mux.Handle("/", api)
+	return mux
+}
