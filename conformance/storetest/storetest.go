@@ -54,6 +54,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"SearchChanges", testSearchChanges},
 		{"SearchPagingWhileWriting", testSearchPagingWhileWriting},
 		{"SearchInvalidCursor", testSearchInvalidCursor},
+		{"Scan", testScan},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := open(t)

@@ -11,8 +11,10 @@ import (
 // entry at the end of steps; a file at version v runs every step after v.
 //
 // 2: search index tables; current gained rid and last_updated.
+// 4: background jobs and their files (jobs.go).
 var steps = []step{
 	{2, schemaV2},
+	{4, schemaJobs},
 }
 
 // step brings a file of version to-1 (or 0 for the first step: a new

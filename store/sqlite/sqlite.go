@@ -65,6 +65,7 @@ type Store struct {
 	rdb *sql.DB // read pool
 	wdb *sql.DB // holds the writer's single connection
 	cdb *sql.DB // the checkpointer's connection (checkpoint.go)
+	jdb *sql.DB // writes jobs and their files (jobs.go)
 	w   *writer
 	ckp *checkpointer
 
@@ -175,6 +176,10 @@ func open(ctx context.Context, cfg Config) (_ *Store, err error) {
 	}
 	s.cdb.SetMaxOpenConns(1)
 	s.ckp = newCheckpointer(s.cdb)
+	if err := s.openJobs(base); err != nil {
+		conn.Close()
+		return nil, err
+	}
 	if s.w, err = newWriter(ctx, conn, cfg.MaxBatch, s.ckp); err != nil {
 		conn.Close()
 		return nil, err
@@ -280,7 +285,7 @@ func (s *Store) closeHandles() error {
 			errs = append(errs, st.Close())
 		}
 	}
-	for _, db := range []*sql.DB{s.rdb, s.cdb, s.wdb} {
+	for _, db := range []*sql.DB{s.rdb, s.cdb, s.jdb, s.wdb} {
 		if db != nil {
 			errs = append(errs, db.Close())
 		}
