@@ -81,7 +81,7 @@ func (h *Handler) status(w http.ResponseWriter, r *http.Request, id string) erro
 	}
 	m := manifest{TransactionTime: sp.TransactionTime.Format(time.RFC3339Nano), Request: sp.Request,
 		RequiresAccessToken: sp.RequiresToken,
-		Output: h.files(sp, j.ID, res.Output), Error: h.files(sp, j.ID, res.Error)}
+		Output:              h.files(sp, j.ID, res.Output), Error: h.files(sp, j.ID, res.Error)}
 	if !sp.Since.IsZero() {
 		m.Deleted = h.files(sp, j.ID, res.Deleted)
 	}
