@@ -34,7 +34,6 @@ type spec struct {
 	Level   string `json:"level"`
 	Group   string `json:"group,omitempty"`
 	Request string `json:"request"` // the kick-off URL, for the manifest
-	Base    string `json:"base"`    // the base of file URLs
 	Client  string `json:"client,omitempty"`
 	// RequiresToken: files are served only with a token (an Authorizer).
 	RequiresToken   bool      `json:"requiresToken"`
@@ -84,9 +83,10 @@ func (h *Handler) kickoff(w http.ResponseWriter, r *http.Request, ep endpoint) e
 	if err != nil {
 		return err
 	}
-	sp := spec{Level: ep.level, Group: ep.id, Base: h.base(r), Client: g.Client,
+	sp := spec{Level: ep.level, Group: ep.id, Client: g.Client,
 		RequiresToken: h.cfg.Authorizer != nil, TransactionTime: h.now()}
-	sp.Request = sp.Base + r.URL.Path
+	base := h.base(r)
+	sp.Request = base + r.URL.Path
 	if r.Method == http.MethodGet && r.URL.RawQuery != "" {
 		sp.Request += "?" + r.URL.RawQuery
 	}
@@ -111,7 +111,7 @@ func (h *Handler) kickoff(w http.ResponseWriter, r *http.Request, ep endpoint) e
 	default:
 	}
 	h.cfg.Logger.Info("bulk export accepted", "job", id, "level", sp.Level, "types", len(sp.Types))
-	w.Header().Set("Content-Location", sp.Base+statusPath+id)
+	w.Header().Set("Content-Location", base+statusPath+id)
 	w.Header().Set("Content-Type", "application/fhir+json; charset=utf-8")
 	w.WriteHeader(http.StatusAccepted)
 	issues := []outcome.Issue{{Severity: outcome.Information, Code: outcome.CodeInformation,

@@ -79,11 +79,15 @@ func (h *Handler) status(w http.ResponseWriter, r *http.Request, id string) erro
 	if j.State == store.JobFailed {
 		return &outcome.Error{Status: res.Status, Issues: res.Issues}
 	}
+	// File URLs are under the base this poll reached (or the configured
+	// one): the process that serves them may not be the one that took the
+	// kick-off.
+	base := h.base(r)
 	m := manifest{TransactionTime: sp.TransactionTime.Format(time.RFC3339Nano), Request: sp.Request,
 		RequiresAccessToken: sp.RequiresToken,
-		Output:              h.files(sp, j.ID, res.Output), Error: h.files(sp, j.ID, res.Error)}
+		Output:              h.files(base, j.ID, res.Output), Error: h.files(base, j.ID, res.Error)}
 	if !sp.Since.IsZero() {
-		m.Deleted = h.files(sp, j.ID, res.Deleted)
+		m.Deleted = h.files(base, j.ID, res.Deleted)
 	}
 	body, err := json.Marshal(m)
 	if err != nil {
@@ -97,10 +101,10 @@ func (h *Handler) status(w http.ResponseWriter, r *http.Request, id string) erro
 	return nil
 }
 
-func (h *Handler) files(sp spec, id string, fs []file) []manifestFile {
+func (h *Handler) files(base, id string, fs []file) []manifestFile {
 	out := []manifestFile{}
 	for _, f := range fs {
-		out = append(out, manifestFile{Type: f.Type, URL: sp.Base + filePath + id + "/" + f.Name, Count: f.Count})
+		out = append(out, manifestFile{Type: f.Type, URL: base + filePath + id + "/" + f.Name, Count: f.Count})
 	}
 	return out
 }
