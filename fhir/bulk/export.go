@@ -30,16 +30,14 @@ type exporter struct {
 	total   int
 	done    int // types finished, for X-Progress
 
-	res     result
-	cur     *file // the file being written
-	buf     []byte
-	chunks  int   // chunks of cur written
-	size    int64 // bytes of cur
-	deleted []string
+	res      result
+	out, del *fileWriter
+	deleted  []string // deletions not yet written (at most maxDeletedEntries)
 }
 
 func (x *exporter) run(ctx context.Context) (result, error) {
 	x.res = result{Output: []file{}, Error: []file{}, Deleted: []file{}}
+	x.out, x.del = x.writer(&x.res.Output, false), x.writer(&x.res.Deleted, true)
 	// A worker taking over starts the files afresh; the snapshot
 	// (transactionTime) is the job's, so the result is the same.
 	if err := x.h.st.DeleteChunks(ctx, x.job.ID, x.job.Owner); err != nil {
@@ -64,16 +62,18 @@ func (x *exporter) run(ctx context.Context) (result, error) {
 	if err := x.writeDeleted(ctx); err != nil {
 		return result{}, err
 	}
-	if len(x.sp.Ignored) > 0 {
-		// E-PA-08: one OperationOutcome per ignored parameter, in error.
-		for _, is := range x.sp.Ignored {
-			if err := x.line(ctx, "OperationOutcome", &x.res.Error, outcome.Resource([]outcome.Issue{is})); err != nil {
-				return result{}, err
-			}
-		}
-		if err := x.closeFile(ctx); err != nil {
+	if err := x.del.close(ctx); err != nil {
+		return result{}, err
+	}
+	// E-PA-08: one OperationOutcome per ignored parameter, in error.
+	errs := x.writer(&x.res.Error, false)
+	for _, is := range x.sp.Ignored {
+		if err := errs.line(ctx, "OperationOutcome", outcome.Resource([]outcome.Issue{is})); err != nil {
 			return result{}, err
 		}
+	}
+	if err := errs.close(ctx); err != nil {
+		return result{}, err
 	}
 	return x.res, nil
 }
@@ -112,7 +112,9 @@ func (x *exporter) exportType(ctx context.Context, typ string) error {
 			case !in:
 			case r.Deleted():
 				// E-ST-08: listed in deleted, never also in output.
-				x.deleted = append(x.deleted, r.Type+"/"+r.ID)
+				if err := x.deleteEntry(ctx, r.Type+"/"+r.ID); err != nil {
+					return err
+				}
 			case matched != nil && !matched[r.ID]:
 			default:
 				body := r.Body
@@ -121,7 +123,7 @@ func (x *exporter) exportType(ctx context.Context, typ string) error {
 						return err
 					}
 				}
-				if err := x.line(ctx, typ, &x.res.Output, body); err != nil {
+				if err := x.out.line(ctx, typ, body); err != nil {
 					return err
 				}
 				x.total++
@@ -138,7 +140,7 @@ func (x *exporter) exportType(ctx context.Context, typ string) error {
 		}
 		q.After = page.Next
 	}
-	return x.closeFile(ctx)
+	return x.out.close(ctx)
 }
 
 // inScope reports whether r belongs to the export's patients. A deleted
@@ -247,90 +249,117 @@ func (x *exporter) match(ctx context.Context, typ string, filters [][]search.Cla
 	return matched, nil
 }
 
-// line appends one NDJSON line to the current file of typ, starting a new
-// file when the type changes or the file would pass MaxFileSize.
-func (x *exporter) line(ctx context.Context, typ string, list *[]file, body []byte) error {
-	if x.cur != nil && (x.cur.Type != typ || x.size+int64(len(body))+1 > x.h.cfg.MaxFileSize) {
-		if err := x.closeFile(ctx); err != nil {
+// fileWriter writes NDJSON files into one list of the result (output,
+// error or deleted), one type per file, a new file when the type changes
+// or the file would pass MaxFileSize. It buffers one chunk at most.
+type fileWriter struct {
+	x       *exporter
+	list    *[]file
+	deleted bool // names files deleted-n.ndjson
+	cur     int  // index of the open file in *list; -1 when none
+	buf     []byte
+	chunks  int   // chunks of the open file written
+	size    int64 // bytes of the open file
+}
+
+func (x *exporter) writer(list *[]file, deleted bool) *fileWriter {
+	return &fileWriter{x: x, list: list, deleted: deleted, cur: -1}
+}
+
+func (w *fileWriter) line(ctx context.Context, typ string, body []byte) error {
+	if w.cur >= 0 && ((*w.list)[w.cur].Type != typ || w.size+int64(len(body))+1 > w.x.h.cfg.MaxFileSize) {
+		if err := w.close(ctx); err != nil {
 			return err
 		}
 	}
-	if x.cur == nil {
+	if w.cur < 0 {
 		n := 1
-		for _, f := range *list {
+		for _, f := range *w.list {
 			if f.Type == typ {
 				n++
 			}
 		}
 		name := fmt.Sprintf("%s-%d.ndjson", typ, n)
-		if list == &x.res.Deleted {
+		if w.deleted {
 			name = fmt.Sprintf("deleted-%d.ndjson", n)
 		}
-		*list = append(*list, file{Type: typ, Name: name})
-		x.cur = &(*list)[len(*list)-1]
-		x.buf, x.chunks, x.size = x.buf[:0], 0, 0
+		*w.list = append(*w.list, file{Type: typ, Name: name})
+		w.cur = len(*w.list) - 1
+		w.buf, w.chunks, w.size = w.buf[:0], 0, 0
 	}
-	x.buf = append(append(x.buf, body...), '\n')
-	x.size += int64(len(body)) + 1
-	x.cur.Count++
-	if len(x.buf) >= chunkSize {
-		return x.flush(ctx)
+	w.buf = append(append(w.buf, body...), '\n')
+	w.size += int64(len(body)) + 1
+	(*w.list)[w.cur].Count++
+	if len(w.buf) >= chunkSize {
+		return w.flush(ctx)
 	}
 	return nil
 }
 
-func (x *exporter) flush(ctx context.Context) error {
-	if len(x.buf) == 0 {
+func (w *fileWriter) flush(ctx context.Context) error {
+	if len(w.buf) == 0 {
 		return nil
 	}
-	if err := x.h.st.PutChunk(ctx, x.job.ID, x.job.Owner, x.cur.Name, x.chunks, x.buf); err != nil {
+	name := (*w.list)[w.cur].Name
+	if err := w.x.h.st.PutChunk(ctx, w.x.job.ID, w.x.job.Owner, name, w.chunks, w.buf); err != nil {
 		return err
 	}
-	x.chunks++
-	x.buf = x.buf[:0]
+	w.chunks++
+	w.buf = w.buf[:0]
 	return nil
 }
 
-func (x *exporter) closeFile(ctx context.Context) error {
-	if x.cur == nil {
+func (w *fileWriter) close(ctx context.Context) error {
+	if w.cur < 0 {
 		return nil
 	}
-	err := x.flush(ctx)
-	x.cur = nil
+	err := w.flush(ctx)
+	w.cur = -1
 	return err
 }
 
-// writeDeleted writes the deleted resources of a _since export as
-// transaction Bundles of DELETE entries (E-ST-08), up to 1000 a Bundle.
+// maxDeletedEntries bounds a deleted Bundle, and the deletions held in
+// memory before they are written.
+const maxDeletedEntries = 1000
+
+// deleteEntry records a deletion of a _since export; full Bundles are
+// written as they fill.
+func (x *exporter) deleteEntry(ctx context.Context, ref string) error {
+	x.deleted = append(x.deleted, ref)
+	if len(x.deleted) < maxDeletedEntries {
+		return nil
+	}
+	return x.writeDeleted(ctx)
+}
+
+// writeDeleted writes the pending deletions as one transaction Bundle of
+// DELETE entries (E-ST-08).
 func (x *exporter) writeDeleted(ctx context.Context) error {
+	if len(x.deleted) == 0 {
+		return nil
+	}
 	type entry struct {
 		Request struct {
 			Method string `json:"method"`
 			URL    string `json:"url"`
 		} `json:"request"`
 	}
-	for len(x.deleted) > 0 {
-		n := min(len(x.deleted), 1000)
-		b := struct {
-			ResourceType string  `json:"resourceType"`
-			Type         string  `json:"type"`
-			Entry        []entry `json:"entry"`
-		}{ResourceType: "Bundle", Type: "transaction"}
-		for _, ref := range x.deleted[:n] {
-			var e entry
-			e.Request.Method, e.Request.URL = "DELETE", ref
-			b.Entry = append(b.Entry, e)
-		}
-		x.deleted = x.deleted[n:]
-		body, err := json.Marshal(b)
-		if err != nil {
-			return err
-		}
-		if err := x.line(ctx, "Bundle", &x.res.Deleted, body); err != nil {
-			return err
-		}
+	b := struct {
+		ResourceType string  `json:"resourceType"`
+		Type         string  `json:"type"`
+		Entry        []entry `json:"entry"`
+	}{ResourceType: "Bundle", Type: "transaction"}
+	for _, ref := range x.deleted {
+		var e entry
+		e.Request.Method, e.Request.URL = "DELETE", ref
+		b.Entry = append(b.Entry, e)
 	}
-	return x.closeFile(ctx)
+	x.deleted = x.deleted[:0]
+	body, err := json.Marshal(b)
+	if err != nil {
+		return err
+	}
+	return x.del.line(ctx, "Bundle", body)
 }
 
 // renew reports progress and renews the lease, at most every Lease/5:
