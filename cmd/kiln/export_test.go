@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -63,6 +66,29 @@ func TestBulkExportOnBinary(t *testing.T) {
 	gm := pollExport(t, c, group.Path)
 	if got := downloadExport(t, c, gm); !slices.Equal(got, []string{"Group/bg", "Observation/bobp1", "Patient/bp1"}) {
 		t.Errorf("group export: %v", got)
+	}
+
+	// kiln export, the client, against the same server: the files land in
+	// --out with the manifest's counts (the command checks them too).
+	out := t.TempDir()
+	cmd := exec.Command(kilnBinary(t), "export", "--url", k.base, "--type", "Patient,Observation", "--group", "bg", "--out", out, "--quiet")
+	summary, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("kiln export: %v\n%s", err, summary)
+	}
+	if !strings.Contains(string(summary), "exported 2 resources") {
+		t.Errorf("kiln export summary: %s", summary)
+	}
+	var files []string
+	entries, _ := os.ReadDir(out)
+	for _, e := range entries {
+		files = append(files, e.Name())
+	}
+	if !slices.Equal(files, []string{"Observation-1.ndjson", "Patient-1.ndjson"}) {
+		t.Errorf("kiln export wrote %v", files)
+	}
+	if b, _ := os.ReadFile(filepath.Join(out, "Patient-1.ndjson")); !bytes.Contains(b, []byte(`"id":"bp1"`)) {
+		t.Errorf("Patient-1.ndjson: %s", b)
 	}
 
 	// --export-expiry 2s: the files go, and the status with them.

@@ -2,6 +2,7 @@
 // binary.
 //
 //	kiln serve [flags]     run the server
+//	kiln export [flags]    bulk-export from a FHIR server into NDJSON files
 //	kiln version           print the version
 package main
 
@@ -33,6 +34,8 @@ func run(ctx context.Context, args []string) error {
 	switch args[0] {
 	case "serve":
 		return serve(ctx, args[1:])
+	case "export":
+		return exportCmd(ctx, args[1:])
 	case "version", "--version", "-version":
 		fmt.Println("kiln", version)
 		return nil
@@ -49,6 +52,8 @@ func usage() {
 
 Usage:
   kiln serve [flags]   run the server (kiln serve -h lists the flags)
+  kiln export --url BASE --out DIR [--type T,…] [--since INSTANT] [--group ID]
+                       bulk-export from a FHIR server into NDJSON files
   kiln version         print the version
 `)
 }
