@@ -56,8 +56,14 @@ var schemaJobs = []string{
 // writer's: job writes are rare and large (chunks), and must not queue
 // behind resource commits or hold their batches up. The two connections
 // take turns at SQLite's write lock (busy timeout).
+//
+// synchronous=NORMAL: its commits are not fsynced one by one (an export
+// writes a chunk a MiB). In WAL mode a power loss can then only lose a
+// suffix of the committed transactions, never reorder them, so a job
+// recorded done still has every chunk written before; a lost suffix leaves
+// the job running with a lease that runs out, and it is exported again.
 func (s *Store) openJobs(base string) error {
-	db, err := sql.Open("sqlite", base+"&_synchronous=FULL")
+	db, err := sql.Open("sqlite", base+"&_synchronous=NORMAL")
 	if err != nil {
 		return err
 	}
