@@ -197,7 +197,7 @@ func (s *server) poll(status string, header ...string) manifestT {
 				s.t.Fatal(err)
 			}
 			for _, f := range append(append(slices.Clone(m.Output), m.Error...), m.Deleted...) {
-				if !strings.HasPrefix(f.URL, s.srv.URL+"/") || f.Type == "" {
+				if u, err := url.Parse(f.URL); err != nil || u.Scheme != "http" || u.Host == "" || f.Type == "" {
 					s.t.Errorf("manifest file %+v: want a type and an absolute URL (E-ST-07)", f)
 				}
 			}
@@ -552,8 +552,13 @@ func TestKickoffErrors(t *testing.T) {
 func TestLenient(t *testing.T) {
 	s := newServer(t, Config{MaxJobs: 10})
 	seed(s)
-	for _, f := range []string{"application/fhir+ndjson", "application/ndjson", "ndjson"} {
-		st := s.kickoff("/$export?_type=Practitioner&_outputFormat=" + url.QueryEscape(f))
+	for _, f := range []string{"application/fhir+ndjson", "application/ndjson", "ndjson", "application/fhir+ndjson&_since=2024-01-01T00:00:00+01:00"} {
+		// The last has its '+' unescaped, as clients often send it.
+		q := url.QueryEscape(f)
+		if strings.Contains(f, "&") {
+			q = f
+		}
+		st := s.kickoff("/$export?_type=Practitioner&_outputFormat=" + q)
 		if r := s.do("DELETE", st, nil); r.status != 202 {
 			t.Errorf("DELETE: %d", r.status)
 		}
@@ -581,6 +586,12 @@ func TestCancel(t *testing.T) {
 	defer close(block)
 	seed(s)
 	st := s.kickoff("/$export")
+	// E-ST-01: in progress, 202 with X-Progress (under 100 characters) and
+	// Retry-After.
+	r := s.do("GET", st, nil)
+	if r.status != 202 || r.header.Get("Retry-After") == "" || r.header.Get("X-Progress") == "" || len(r.header.Get("X-Progress")) >= 100 {
+		t.Errorf("running export: %d, Retry-After %q, X-Progress %q", r.status, r.header.Get("Retry-After"), r.header.Get("X-Progress"))
+	}
 	if r := s.do("DELETE", st, nil); r.status != 202 {
 		t.Fatalf("DELETE %s: %d %s", st, r.status, r.body)
 	}
@@ -641,6 +652,32 @@ func TestConcurrentExports(t *testing.T) {
 	}
 	if got := ids(s.download(mb.Output)); !slices.Equal(got, []string{"Patient/p1", "Patient/p2"}) {
 		t.Errorf("second export: %v", got)
+	}
+}
+
+// TestTwoProcesses: jobs live in the store, so a second process on the
+// same store polls, downloads and cancels the first one's exports, and
+// both processes' workers run them.
+func TestTwoProcesses(t *testing.T) {
+	s := newServer(t, Config{MaxJobs: 10, Workers: 1})
+	seed(s)
+	other := New(testConfig(Config{Workers: 1}), s.st)
+	defer other.Close()
+	srv2 := httptest.NewServer(other)
+	defer srv2.Close()
+	var status []string
+	for range 4 {
+		status = append(status, s.kickoff("/$export?_type=Patient"))
+	}
+	for _, st := range status {
+		m := s.poll(strings.Replace(st, s.srv.URL, srv2.URL, 1))
+		if got := ids(s.download(m.Output)); !slices.Equal(got, current(t, s.st, "Patient")) {
+			t.Errorf("%s: %v", st, got)
+		}
+		if r := s.do("DELETE", strings.Replace(st, s.srv.URL, srv2.URL, 1), nil); r.status != 202 {
+			t.Errorf("DELETE through the other process: %d", r.status)
+		}
+		expectOutcome(t, s.do("GET", st, nil), 404, "poll after the other process cancelled")
 	}
 }
 

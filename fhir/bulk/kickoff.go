@@ -236,6 +236,13 @@ func (h *Handler) kickoffParams(r *http.Request) (url.Values, error) {
 	return params, nil
 }
 
+// unplus undoes a query string's '+' → ' ' for values that cannot hold a
+// space but often hold an unescaped '+': application/fhir+ndjson, and an
+// instant's +01:00 offset.
+func unplus(v string) string {
+	return strings.ReplaceAll(strings.TrimSpace(v), " ", "+")
+}
+
 // kickoffParser resolves parameters into a spec.
 type kickoffParser struct {
 	h               *Handler
@@ -287,14 +294,14 @@ func (k *kickoffParser) parse(params url.Values) error {
 		}
 	}
 	if f := params["_outputFormat"]; len(f) > 0 {
-		v := strings.TrimSpace(f[len(f)-1])
+		v := unplus(f[len(f)-1])
 		if !outputFormats[v] {
 			return outcome.Newf(http.StatusBadRequest, outcome.CodeNotSupported,
 				"_outputFormat %q is not supported: use application/fhir+ndjson", v)
 		}
 	}
 	if s := params["_since"]; len(s) > 0 {
-		t, err := time.Parse(time.RFC3339Nano, strings.TrimSpace(s[len(s)-1]))
+		t, err := time.Parse(time.RFC3339Nano, unplus(s[len(s)-1]))
 		if err != nil {
 			return outcome.New(http.StatusBadRequest, outcome.CodeValue,
 				"_since must be a FHIR instant with a time zone (2024-01-31T12:00:00Z)", "_since")
