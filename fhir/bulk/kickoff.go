@@ -136,7 +136,7 @@ func (h *Handler) admit(r *http.Request) error {
 	if active >= h.cfg.MaxJobs {
 		return outcome.Newf(http.StatusTooManyRequests, outcome.CodeTransient,
 			"%d exports are already running; try again later", active).
-			With("Retry-After", strconv.Itoa(int(h.cfg.RetryAfter.Round(time.Second)/time.Second)+0))
+			With("Retry-After", h.retryAfter())
 	}
 	return nil
 }

@@ -114,11 +114,15 @@ func (h *Handler) runJob(ctx context.Context, job store.Job) {
 			h.cfg.Logger.Warn("bulk export not handed back", "job", job.ID, "reason", err.Error())
 		}
 	default:
-		h.cfg.Logger.Error("bulk export failed", "job", job.ID, "error", outcome.As(err).LogString())
-		e := outcome.As(err)
-		if e.Status == http.StatusInternalServerError && len(e.Issues) == 1 && e.Issues[0].Diagnostics == "internal server error" {
+		// A FHIR error (a _typeFilter the store cannot answer) is the
+		// client's to read; anything else is logged and told as a 500
+		// without its internals.
+		var e *outcome.Error
+		if !errors.As(err, &e) {
+			h.cfg.Logger.Error("bulk export failed", "job", job.ID, "error", err)
 			e = outcome.New(http.StatusInternalServerError, outcome.CodeException, "the export failed on the server; start it again")
 		}
+		h.cfg.Logger.Info("bulk export failed", "job", job.ID, "outcome", e.LogString())
 		h.fail(ctx, job, e)
 	}
 }

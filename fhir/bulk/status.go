@@ -68,7 +68,7 @@ func (h *Handler) status(w http.ResponseWriter, r *http.Request, id string) erro
 			p = p[:99]
 		}
 		w.Header().Set("X-Progress", p)
-		w.Header().Set("Retry-After", strconv.Itoa(max(1, int(h.cfg.RetryAfter/time.Second))))
+		w.Header().Set("Retry-After", h.retryAfter())
 		w.WriteHeader(http.StatusAccepted)
 		return nil
 	}
@@ -99,6 +99,11 @@ func (h *Handler) status(w http.ResponseWriter, r *http.Request, id string) erro
 	w.WriteHeader(http.StatusOK)
 	w.Write(body)
 	return nil
+}
+
+// retryAfter is the Retry-After value in whole seconds, at least 1.
+func (h *Handler) retryAfter() string {
+	return strconv.Itoa(max(1, int(h.cfg.RetryAfter.Round(time.Second)/time.Second)))
 }
 
 func (h *Handler) files(base, id string, fs []file) []manifestFile {
