@@ -98,6 +98,13 @@ func TestBulkExportOnBinary(t *testing.T) {
 	}
 }
 
+// TestExportConformanceOnBinary runs the black-box export scenarios
+// against the binary with its default settings.
+func TestExportConformanceOnBinary(t *testing.T) {
+	k := startKiln(t, t.TempDir(), "--export-max-jobs", "10")
+	apitest.RunExport(t, k.base)
+}
+
 func put(t *testing.T, c *apitest.Client, typ, id, body string) {
 	t.Helper()
 	if r := c.Do("PUT", "/"+typ+"/"+id, []byte(body)); r.Status != 201 && r.Status != 200 {

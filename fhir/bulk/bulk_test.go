@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kiln-fhir/kiln/conformance/apitest"
 	"github.com/kiln-fhir/kiln/fhir/outcome"
 	"github.com/kiln-fhir/kiln/fhir/rest"
 	"github.com/kiln-fhir/kiln/fhir/search"
@@ -809,4 +810,11 @@ func expectOutcome(t *testing.T, r response, status int, what string) []outcome.
 		t.Errorf("%s: body is not an OperationOutcome: %s", what, r.body)
 	}
 	return oo.Issue
+}
+
+// TestConformance runs the black-box export scenarios of
+// conformance/apitest in process.
+func TestConformance(t *testing.T) {
+	s := newServer(t, Config{MaxJobs: 10})
+	apitest.RunExport(t, s.srv.URL)
 }
