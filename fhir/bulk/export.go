@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/kiln-fhir/kiln/fhir/outcome"
@@ -32,10 +33,22 @@ type exporter struct {
 
 	res      result
 	out, del *fileWriter
+
+	puts      chan chunk // to the chunk writer (startPuts)
+	putDone   chan error
+	putErr    error
+	putFailed atomic.Bool
 	deleted  []string // deletions not yet written (at most maxDeletedEntries)
 }
 
-func (x *exporter) run(ctx context.Context) (result, error) {
+func (x *exporter) run(ctx context.Context) (res result, err error) {
+	x.startPuts(ctx)
+	defer func() {
+		// Every chunk is stored before the job can be recorded done.
+		if perr := x.drainPuts(); err == nil && perr != nil {
+			res, err = result{}, perr
+		}
+	}()
 	x.res = result{Output: []file{}, Error: []file{}, Deleted: []file{}}
 	x.out, x.del = x.writer(&x.res.Output, false), x.writer(&x.res.Deleted, true)
 	// A worker taking over starts the files afresh; the snapshot
@@ -296,17 +309,70 @@ func (w *fileWriter) line(ctx context.Context, typ string, body []byte) error {
 	return nil
 }
 
+// flush hands the buffer to the chunk writer and starts a new one.
 func (w *fileWriter) flush(ctx context.Context) error {
 	if len(w.buf) == 0 {
 		return nil
 	}
-	name := (*w.list)[w.cur].Name
-	if err := w.x.h.st.PutChunk(ctx, w.x.job.ID, w.x.job.Owner, name, w.chunks, w.buf); err != nil {
+	if err := w.x.put(ctx, chunk{file: (*w.list)[w.cur].Name, n: w.chunks, data: w.buf}); err != nil {
 		return err
 	}
 	w.chunks++
-	w.buf = w.buf[:0]
+	w.buf = make([]byte, 0, chunkSize+64<<10)
 	return nil
+}
+
+// chunk is one chunk on its way to the store.
+type chunk struct {
+	file string
+	n    int
+	data []byte
+}
+
+// startPuts starts the goroutine that stores chunks, so that reading the
+// next page overlaps writing the last chunk (on SQLite the two wait on
+// different things: the read on pages, the write on the WAL). At most
+// putQueue chunks wait, so a running export holds a few MiB at most.
+func (x *exporter) startPuts(ctx context.Context) {
+	puts, done := make(chan chunk, putQueue), make(chan error, 1)
+	x.puts, x.putDone = puts, done
+	go func() {
+		var err error
+		for c := range puts {
+			if err == nil {
+				err = x.h.st.PutChunk(ctx, x.job.ID, x.job.Owner, c.file, c.n, c.data)
+				if err != nil {
+					x.putFailed.Store(true)
+				}
+			}
+		}
+		done <- err
+	}()
+}
+
+const putQueue = 2
+
+func (x *exporter) put(ctx context.Context, c chunk) error {
+	if x.putFailed.Load() {
+		return x.drainPuts()
+	}
+	select {
+	case x.puts <- c:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// drainPuts waits for every queued chunk and returns the first error.
+func (x *exporter) drainPuts() error {
+	if x.puts == nil {
+		return x.putErr
+	}
+	close(x.puts)
+	x.puts = nil
+	x.putErr = <-x.putDone
+	return x.putErr
 }
 
 func (w *fileWriter) close(ctx context.Context) error {
