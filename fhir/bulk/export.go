@@ -38,7 +38,7 @@ type exporter struct {
 	putDone   chan error
 	putErr    error
 	putFailed atomic.Bool
-	deleted  []string // deletions not yet written (at most maxDeletedEntries)
+	deleted   []string // deletions not yet written (at most maxDeletedEntries)
 }
 
 func (x *exporter) run(ctx context.Context) (res result, err error) {
