@@ -394,7 +394,9 @@ func TestExportPOST(t *testing.T) {
 	}
 
 	// E-PA-05: a patient outside the group, or unknown, is an error.
-	for _, tc := range []struct{ path, patient string }{{"/Group/g1/$export", "Patient/p3"}, {"/Patient/$export", "Patient/nobody"}} {
+	// Not allowed on a system export.
+	for _, tc := range []struct{ path, patient string }{{"/Group/g1/$export", "Patient/p3"}, {"/Patient/$export", "Patient/nobody"},
+		{"/$export", "Patient/p1"}, {"/Patient/$export", "Observation/o-p1-a"}} {
 		body := fmt.Sprintf(`{"resourceType":"Parameters","parameter":[{"name":"patient","valueReference":{"reference":%q}}]}`, tc.patient)
 		r := s.do("POST", tc.path, []byte(body), kickoffHeaders...)
 		expectOutcome(t, r, 400, tc.path+" patient="+tc.patient)
