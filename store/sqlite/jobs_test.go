@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -112,5 +113,22 @@ func TestJobClaims(t *testing.T) {
 	jobs, err := a.Jobs(ctx, "export")
 	if err != nil || len(jobs) != 19 {
 		t.Errorf("Jobs: %d, %v", len(jobs), err)
+	}
+}
+
+// TestScanPlan: a scan page seeks current_id and walks it in id order (no
+// sort), and finds an older version through versions_instance.
+func TestScanPlan(t *testing.T) {
+	s := openTemp(t)
+	defer s.Close()
+	plan := explainArgs(t, s, frag{scanSQL, []any{int64(0), "Patient", "", int64(0), false, 10}})
+	t.Log(plan)
+	for _, want := range []string{"current_id", "versions_instance"} {
+		if !strings.Contains(plan, want) {
+			t.Errorf("scan plan does not use %s: %s", want, plan)
+		}
+	}
+	if strings.Contains(plan, "TEMP B-TREE") {
+		t.Errorf("scan sorts: %s", plan)
 	}
 }
