@@ -91,6 +91,15 @@ func TestBulkExportOnBinary(t *testing.T) {
 		t.Errorf("Patient-1.ndjson: %s", b)
 	}
 
+	// Bulk requests are logged like the REST API's, without their query
+	// strings (which may name patients).
+	k.waitLog("a bulk file request", func(rec map[string]any) bool {
+		return rec["msg"] == "request" && rec["interaction"] == "export-file" && rec["status"] == float64(200)
+	})
+	if strings.Contains(k.logs(), "bp1") {
+		t.Errorf("the log names a patient id")
+	}
+
 	// --export-expiry 2s: the files go, and the status with them.
 	time.Sleep(3500 * time.Millisecond)
 	if r := c.Do("GET", status.Path, nil); r.Status != http.StatusNotFound {

@@ -268,30 +268,78 @@ func route(p string) (endpoint, bool) {
 	return endpoint{}, false
 }
 
-// ServeHTTP answers a request Match accepted; anything else is 404.
+// ServeHTTP answers a request Match accepted; anything else is 404. It
+// logs one line per request as the REST API does (no query string, no
+// body: both may hold patient data).
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	id := r.Header.Get("X-Request-Id")
+	if id == "" || len(id) > 200 {
+		id = uuid.NewString()
+	}
+	w.Header().Set("X-Request-Id", id)
+	sw := &statusWriter{ResponseWriter: w}
 	ep, ok := route(r.URL.Path)
 	var err error
+	interaction := "export-" + ep.what
 	switch {
 	case !ok:
+		interaction = "unknown"
 		err = outcome.Newf(http.StatusNotFound, outcome.CodeNotSupported, "no bulk endpoint at %s", r.URL.Path)
 	case ep.what == "kickoff" && (r.Method == http.MethodGet || r.Method == http.MethodPost):
-		err = h.kickoff(w, r, ep)
+		err = h.kickoff(sw, r, ep)
 	case ep.what == "status" && r.Method == http.MethodGet:
-		err = h.status(w, r, ep.id)
+		err = h.status(sw, r, ep.id)
 	case ep.what == "status" && r.Method == http.MethodDelete:
-		err = h.cancel(w, r, ep.id)
+		interaction = "export-cancel"
+		err = h.cancel(sw, r, ep.id)
 	case ep.what == "file" && (r.Method == http.MethodGet || r.Method == http.MethodHead):
-		err = h.file(w, r, ep.id, ep.file)
+		err = h.file(sw, r, ep.id, ep.file)
 	default:
 		err = outcome.Newf(http.StatusMethodNotAllowed, outcome.CodeNotSupported, "%s is not supported on %s", r.Method, r.URL.Path)
 	}
+	attrs := []slog.Attr{slog.String("request_id", id), slog.String("method", r.Method),
+		slog.String("interaction", interaction)}
 	if err != nil {
 		e := outcome.As(err)
 		if e.Status >= 500 {
-			h.cfg.Logger.Error("bulk request failed", "method", r.Method, "path", ep.what, "error", err)
+			h.cfg.Logger.Error("bulk request failed", "request_id", id, "interaction", interaction, "error", err)
 		}
-		outcome.Write(w, e)
+		attrs = append(attrs, slog.String("outcome", e.LogString()))
+		outcome.Write(sw, e)
+	}
+	attrs = append(attrs, slog.Int("status", sw.status), slog.Int64("bytes", sw.bytes),
+		slog.Duration("duration", time.Since(start)))
+	h.cfg.Logger.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
+}
+
+// statusWriter remembers the status and counts the bytes of a response.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(b)
+	w.bytes += int64(n)
+	return n, err
+}
+
+// Flush lets a file stream reach the client as it is read.
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
 	}
 }
 
