@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/kiln-fhir/kiln/fhir/bulk"
+	"github.com/kiln-fhir/kiln/fhir/outcome"
 	"github.com/kiln-fhir/kiln/fhir/rest"
 	"github.com/kiln-fhir/kiln/smart"
 )
@@ -100,4 +102,94 @@ func withSMART(api http.Handler, authz *smart.Server, base string) http.Handler 
 	mux.Handle("/auth/", toSMART)
 	mux.Handle("/", api)
 	return mux
+}
+
+// exportAuthorizer adapts SMART grants to what bulk export needs
+// (bulk.Authorizer). Bulk Data 2.0 export is a read of whole types, so a
+// scope counts when it grants r on a type without a granular query (a
+// query restriction cannot be honoured by a whole-type export, so such a
+// scope grants nothing here rather than everything).
+type exportAuthorizer struct{ srv *smart.Server }
+
+func (a exportAuthorizer) Export(r *http.Request) (bulk.Grant, error) {
+	g, err := a.srv.Authenticate(r)
+	switch {
+	case errors.Is(err, smart.ErrNoToken):
+		return bulk.Grant{}, outcome.New(http.StatusUnauthorized, outcome.CodeLogin, "a bearer token is required").
+			With("WWW-Authenticate", `Bearer realm="kiln"`)
+	case errors.Is(err, smart.ErrInvalidToken):
+		return bulk.Grant{}, outcome.New(http.StatusUnauthorized, outcome.CodeLogin, "the bearer token is invalid, expired or revoked").
+			With("WWW-Authenticate", `Bearer realm="kiln", error="invalid_token"`)
+	case err != nil:
+		return bulk.Grant{}, err
+	}
+	eg, ok := exportGrant(g)
+	if !ok {
+		return bulk.Grant{}, outcome.New(http.StatusForbidden, outcome.CodeForbidden,
+			"the access token grants no read scope that an export can use (system/, user/ or patient/ [type].rs without a query)").
+			With("WWW-Authenticate", `Bearer realm="kiln", error="insufficient_scope"`)
+	}
+	return eg, nil
+}
+
+// exportGrant computes what g may export. Unconfined rules (system/, and
+// user/ for a Practitioner) win over confined ones (patient/, and user/
+// for a Patient user), since bulk.Grant holds one confinement; a token
+// with only confined rules exports its patient's compartment. The same
+// user rule as rest's access control (fhir/rest/permit.go): any other
+// user type gets nothing.
+func exportGrant(g smart.Grant) (bulk.Grant, bool) {
+	userType, userID, _ := strings.Cut(lastTwo(g.FHIRUser), "/")
+	var open, confined []string
+	openAll, confinedAll := false, false
+	patient := ""
+	for _, s := range g.Scopes {
+		if !strings.Contains(s.Ops, "r") || s.Query != nil {
+			continue
+		}
+		var isOpen bool
+		switch {
+		case s.Context == "system":
+			isOpen = true
+		case s.Context == "user" && (userType == "Practitioner" || userType == "PractitionerRole"):
+			isOpen = true
+		case s.Context == "user" && userType == "Patient":
+			patient = userID
+		case s.Context == "patient" && g.Patient != "":
+			patient = g.Patient
+		default:
+			continue
+		}
+		if isOpen {
+			openAll = openAll || s.Type == "*"
+			open = append(open, s.Type)
+		} else {
+			confinedAll = confinedAll || s.Type == "*"
+			confined = append(confined, s.Type)
+		}
+	}
+	switch {
+	case len(open) > 0:
+		return bulk.Grant{Client: g.ClientID, Types: typesOf(open, openAll)}, true
+	case len(confined) > 0 && patient != "":
+		return bulk.Grant{Client: g.ClientID, Types: typesOf(confined, confinedAll), Patient: patient}, true
+	}
+	return bulk.Grant{}, false
+}
+
+// typesOf is bulk.Grant.Types: nil (every type) when a wildcard was granted.
+func typesOf(types []string, all bool) []string {
+	if all {
+		return nil
+	}
+	return types
+}
+
+// lastTwo keeps "Type/id" of a relative or absolute reference.
+func lastTwo(ref string) string {
+	parts := strings.Split(strings.TrimRight(ref, "/"), "/")
+	if len(parts) < 2 {
+		return ""
+	}
+	return parts[len(parts)-2] + "/" + parts[len(parts)-1]
 }

@@ -7,6 +7,7 @@
 //	kiln user add …        create a local account
 //	kiln launch …          create an EHR launch context
 //	kiln keys rotate …     new id_token signing key
+//	kiln export [flags]    bulk-export from a FHIR server into NDJSON files
 //	kiln version           print the version
 package main
 
@@ -48,6 +49,8 @@ func run(ctx context.Context, args []string) error {
 		return launchCmd(ctx, args[1:], os.Stdout)
 	case "keys":
 		return keysCmd(ctx, args[1:], os.Stdout)
+	case "export":
+		return exportCmd(ctx, args[1:])
 	case "version", "--version", "-version":
 		fmt.Println("kiln", version)
 		return nil
@@ -75,6 +78,8 @@ Usage:
                        create an EHR launch context; prints the launch handle
   kiln keys rotate --data DIR
                        new id_token signing key (the old one stays published)
+  kiln export --url BASE --out DIR [--type T,…] [--since INSTANT] [--group ID]
+                       bulk-export from a FHIR server into NDJSON files
   kiln version         print the version
 `)
 }

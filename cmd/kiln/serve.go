@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/kiln-fhir/kiln/fhir/bulk"
 	"github.com/kiln-fhir/kiln/fhir/rest"
 	"github.com/kiln-fhir/kiln/smart"
 	"github.com/kiln-fhir/kiln/store"
@@ -44,6 +45,11 @@ type serveConfig struct {
 	// cache bounds the embedded store's read cache in bytes; 0 turns it
 	// off (and with it the exclusive lock on the data directory).
 	cache int64
+	// Bulk export (fhir/bulk).
+	exportWorkers  int
+	exportMaxJobs  int
+	exportFileSize int64
+	exportExpiry   time.Duration
 }
 
 // defaultCache is the read cache's default size: some 20,000 Synthea
@@ -65,6 +71,10 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.logLevel, "log-level", env("KILN_LOG_LEVEL", "info"), "debug, info, warn or error (KILN_LOG_LEVEL)")
 	fs.StringVar(&c.logFormat, "log-format", env("KILN_LOG_FORMAT", "text"), "text or json (KILN_LOG_FORMAT)")
 	fs.StringVar(&c.searchHandling, "search-handling", env("KILN_SEARCH_HANDLING", "lenient"), "unknown search parameters: lenient (ignored and reported) or strict (400) (KILN_SEARCH_HANDLING)")
+	fs.IntVar(&c.exportWorkers, "export-workers", 2, "bulk exports this process runs at once (KILN_EXPORT_WORKERS)")
+	fs.IntVar(&c.exportMaxJobs, "export-max-jobs", 4, "bulk exports queued or running at once; more get 429 (KILN_EXPORT_MAX_JOBS)")
+	fs.Int64Var(&c.exportFileSize, "export-file-size", 128<<20, "bytes after which an export file is split (KILN_EXPORT_FILE_SIZE)")
+	fs.DurationVar(&c.exportExpiry, "export-expiry", time.Hour, "how long a finished export's files are kept (KILN_EXPORT_EXPIRY)")
 }
 
 func serve(ctx context.Context, args []string) error {
@@ -147,9 +157,26 @@ func serve(ctx context.Context, args []string) error {
 		handler = withSMART(handler, authz, smartBase(cfg, ln.Addr()))
 	}
 
+	// Bulk export reads and writes the store directly: its scans and
+	// chunked files are not REST calls, and are metered by the job.
+	var exportAuth bulk.Authorizer
+	if authz != nil {
+		exportAuth = exportAuthorizer{authz}
+	}
+	exports := bulk.New(bulk.Config{
+		Authorizer:  exportAuth,
+		BaseURL:     cfg.baseURL,
+		Workers:     cfg.exportWorkers,
+		MaxJobs:     cfg.exportMaxJobs,
+		MaxFileSize: cfg.exportFileSize,
+		Expiry:      cfg.exportExpiry,
+		Logger:      logger,
+	}, db)
+	defer exports.Close()
+
 	srv := &http.Server{
 		Addr:              cfg.addr,
-		Handler:           withOps(handler, st, reg),
+		Handler:           withOps(withBulk(exports, handler), st, reg),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
@@ -160,6 +187,7 @@ func serve(ctx context.Context, args []string) error {
 	go func() { errc <- srv.Serve(ln) }()
 	select {
 	case err := <-errc:
+		exports.Close()
 		db.Close()
 		return err
 	case <-ctx.Done():
@@ -178,11 +206,24 @@ func serve(ctx context.Context, args []string) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	serr := srv.Shutdown(sctx)
+	exports.Close() // hands a running export back, for the next start to resume
 	if err := db.Close(); err != nil {
 		return fmt.Errorf("closing store: %w", err)
 	}
 	logger.Info("stopped")
 	return serr
+}
+
+// withBulk sends the bulk export requests ($export kick-offs, their status
+// and file URLs) to exports and everything else to the REST API.
+func withBulk(exports *bulk.Handler, api http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if exports.Match(r) {
+			exports.ServeHTTP(w, r)
+			return
+		}
+		api.ServeHTTP(w, r)
+	})
 }
 
 // withOps adds the operational endpoints beside the FHIR API.
@@ -252,6 +293,45 @@ func (c *serveConfig) numbersFromEnv(fs *flag.FlagSet) error {
 	}
 	if c.maxBody <= 0 {
 		return fmt.Errorf("--max-body must be a positive number of bytes")
+	}
+	for _, n := range []struct {
+		flag, env string
+		dst       *int64
+	}{
+		{"export-file-size", "KILN_EXPORT_FILE_SIZE", &c.exportFileSize},
+	} {
+		if v, ok := os.LookupEnv(n.env); ok && !given[n.flag] {
+			x, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				return fmt.Errorf("%s=%q: want a number", n.env, v)
+			}
+			*n.dst = x
+		}
+	}
+	for _, n := range []struct {
+		flag, env string
+		dst       *int
+	}{
+		{"export-workers", "KILN_EXPORT_WORKERS", &c.exportWorkers},
+		{"export-max-jobs", "KILN_EXPORT_MAX_JOBS", &c.exportMaxJobs},
+	} {
+		if v, ok := os.LookupEnv(n.env); ok && !given[n.flag] {
+			x, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil {
+				return fmt.Errorf("%s=%q: want a number", n.env, v)
+			}
+			*n.dst = x
+		}
+	}
+	if v, ok := os.LookupEnv("KILN_EXPORT_EXPIRY"); ok && !given["export-expiry"] {
+		d, err := time.ParseDuration(strings.TrimSpace(v))
+		if err != nil {
+			return fmt.Errorf("KILN_EXPORT_EXPIRY=%q: want a duration (1h, 30m)", v)
+		}
+		c.exportExpiry = d
+	}
+	if c.exportWorkers <= 0 || c.exportMaxJobs <= 0 || c.exportFileSize <= 0 || c.exportExpiry <= 0 {
+		return fmt.Errorf("--export-workers, --export-max-jobs, --export-file-size and --export-expiry must be positive")
 	}
 	return nil
 }

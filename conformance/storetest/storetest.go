@@ -55,6 +55,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"SearchPagingWhileWriting", testSearchPagingWhileWriting},
 		{"SearchInvalidCursor", testSearchInvalidCursor},
 		{"Records", testRecords},
+		{"Scan", testScan},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := open(t)

@@ -12,9 +12,11 @@ import (
 //
 // 2: search index tables; current gained rid and last_updated.
 // 3: records (store.Records: the authorization server's state).
+// 4: background jobs and their files (jobs.go).
 var steps = []step{
 	{2, schemaV2},
 	{3, schemaV3},
+	{4, schemaJobs},
 }
 
 // step brings a file of version to-1 (or 0 for the first step: a new

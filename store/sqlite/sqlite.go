@@ -86,6 +86,7 @@ type Store struct {
 	wdb *sql.DB // holds the writer's single connection
 	cdb *sql.DB // the checkpointer's connection (checkpoint.go)
 	xdb *sql.DB // one connection for store.Records writes (records.go)
+	jdb *sql.DB // writes jobs and their files (jobs.go)
 	w   *writer
 	ckp *checkpointer
 
@@ -210,6 +211,10 @@ func open(ctx context.Context, cfg Config) (_ *Store, err error) {
 	}
 	s.cdb.SetMaxOpenConns(1)
 	s.ckp = newCheckpointer(s.cdb)
+	if err := s.openJobs(base); err != nil {
+		conn.Close()
+		return nil, err
+	}
 	if s.w, err = newWriter(ctx, conn, cfg.MaxBatch, s.ckp, s.cache); err != nil {
 		conn.Close()
 		return nil, err
@@ -345,7 +350,7 @@ func (s *Store) closeHandles() error {
 			errs = append(errs, st.Close())
 		}
 	}
-	for _, db := range []*sql.DB{s.rdb, s.xdb, s.cdb, s.wdb} {
+	for _, db := range []*sql.DB{s.rdb, s.xdb, s.cdb, s.jdb, s.wdb} {
 		if db != nil {
 			errs = append(errs, db.Close())
 		}

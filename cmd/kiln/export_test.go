@@ -1,0 +1,178 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kiln-fhir/kiln/conformance/apitest"
+)
+
+// TestBulkExportOnBinary runs exports through the real binary: serve's
+// wiring (bulk in front of the REST API, the --export-* flags, the store's
+// jobs), a restart between kick-off and completion, and file expiry.
+func TestBulkExportOnBinary(t *testing.T) {
+	data := t.TempDir()
+	k := startKiln(t, data, "--export-expiry", "2s", "--export-file-size", "600")
+	c := k.client(t)
+	var want []string
+	for i := range 4 {
+		p := fmt.Sprintf("bp%d", i)
+		put(t, c, "Patient", p, fmt.Sprintf(`{"resourceType":"Patient","id":%q,"gender":"female"}`, p))
+		put(t, c, "Observation", "bo"+p, fmt.Sprintf(`{"resourceType":"Observation","id":"bo%s","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/%s"}}`, p, p))
+		want = append(want, "Patient/"+p, "Observation/bo"+p)
+	}
+	put(t, c, "Group", "bg", `{"resourceType":"Group","id":"bg","type":"person","actual":true,"member":[{"entity":{"reference":"Patient/bp1"}}]}`)
+	sort.Strings(want)
+
+	// Kick-off, then a graceful restart before the job ran (its settle
+	// delay): the new process resumes it.
+	r := c.Do("GET", "/$export?_type=Patient,Observation", nil, "Accept", "application/fhir+json", "Prefer", "respond-async")
+	if r.Status != http.StatusAccepted {
+		t.Fatalf("kick-off: %d %s", r.Status, r.Body)
+	}
+	status, err := url.Parse(r.Header.Get("Content-Location"))
+	if err != nil || !status.IsAbs() {
+		t.Fatalf("Content-Location %q", r.Header.Get("Content-Location"))
+	}
+	k.stop()
+	k = startKiln(t, data, "--export-expiry", "2s", "--export-file-size", "600")
+	c = k.client(t)
+
+	m := pollExport(t, c, status.Path)
+	got := downloadExport(t, c, m)
+	if !slices.Equal(got, want) {
+		t.Errorf("system export after a restart:\n%v\nwant\n%v", got, want)
+	}
+	if len(m.Output) <= 2 {
+		t.Errorf("%d files at --export-file-size 600: the flag did not apply", len(m.Output))
+	}
+
+	r = c.Do("GET", "/Group/bg/$export", nil, "Accept", "application/fhir+json", "Prefer", "respond-async")
+	if r.Status != http.StatusAccepted {
+		t.Fatalf("group kick-off: %d %s", r.Status, r.Body)
+	}
+	group, _ := url.Parse(r.Header.Get("Content-Location"))
+	gm := pollExport(t, c, group.Path)
+	if got := downloadExport(t, c, gm); !slices.Equal(got, []string{"Group/bg", "Observation/bobp1", "Patient/bp1"}) {
+		t.Errorf("group export: %v", got)
+	}
+
+	// kiln export, the client, against the same server: the files land in
+	// --out with the manifest's counts (the command checks them too).
+	out := t.TempDir()
+	cmd := exec.Command(kilnBinary(t), "export", "--url", k.base, "--type", "Patient,Observation", "--group", "bg", "--out", out, "--quiet")
+	summary, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("kiln export: %v\n%s", err, summary)
+	}
+	if !strings.Contains(string(summary), "exported 2 resources") {
+		t.Errorf("kiln export summary: %s", summary)
+	}
+	var files []string
+	entries, _ := os.ReadDir(out)
+	for _, e := range entries {
+		files = append(files, e.Name())
+	}
+	if !slices.Equal(files, []string{"Observation-1.ndjson", "Patient-1.ndjson"}) {
+		t.Errorf("kiln export wrote %v", files)
+	}
+	if b, _ := os.ReadFile(filepath.Join(out, "Patient-1.ndjson")); !bytes.Contains(b, []byte(`"id":"bp1"`)) {
+		t.Errorf("Patient-1.ndjson: %s", b)
+	}
+
+	// Bulk requests are logged like the REST API's, without their query
+	// strings (which may name patients).
+	k.waitLog("a bulk file request", func(rec map[string]any) bool {
+		return rec["msg"] == "request" && rec["interaction"] == "export-file" && rec["status"] == float64(200)
+	})
+	if strings.Contains(k.logs(), "bp1") {
+		t.Errorf("the log names a patient id")
+	}
+
+	// --export-expiry 2s: the files go, and the status with them.
+	time.Sleep(3500 * time.Millisecond)
+	if r := c.Do("GET", status.Path, nil); r.Status != http.StatusNotFound {
+		t.Errorf("status after expiry: %d, want 404", r.Status)
+	}
+}
+
+// TestExportConformanceOnBinary runs the black-box export scenarios
+// against the binary with its default settings.
+func TestExportConformanceOnBinary(t *testing.T) {
+	k := startKiln(t, t.TempDir(), "--export-max-jobs", "10")
+	apitest.RunExport(t, k.base)
+}
+
+func put(t *testing.T, c *apitest.Client, typ, id, body string) {
+	t.Helper()
+	if r := c.Do("PUT", "/"+typ+"/"+id, []byte(body)); r.Status != 201 && r.Status != 200 {
+		t.Fatalf("PUT %s/%s: %d %s", typ, id, r.Status, r.Body)
+	}
+}
+
+type exportManifest struct {
+	Output []struct {
+		Type  string `json:"type"`
+		URL   string `json:"url"`
+		Count int    `json:"count"`
+	} `json:"output"`
+	Error []json.RawMessage `json:"error"`
+}
+
+func pollExport(t *testing.T, c *apitest.Client, path string) exportManifest {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		r := c.Do("GET", path, nil, "Accept", "application/json")
+		switch r.Status {
+		case http.StatusAccepted:
+			time.Sleep(100 * time.Millisecond)
+		case http.StatusOK:
+			var m exportManifest
+			if err := json.Unmarshal(r.Body, &m); err != nil || m.Error == nil {
+				t.Fatalf("manifest %s: %v", r.Body, err)
+			}
+			return m
+		default:
+			t.Fatalf("poll: %d %s", r.Status, r.Body)
+		}
+	}
+	t.Fatal("export did not finish")
+	return exportManifest{}
+}
+
+func downloadExport(t *testing.T, c *apitest.Client, m exportManifest) []string {
+	t.Helper()
+	var got []string
+	for _, f := range m.Output {
+		u, _ := url.Parse(f.URL)
+		r := c.Do("GET", u.Path, nil)
+		if r.Status != 200 || !strings.HasPrefix(r.Header.Get("Content-Type"), "application/fhir+ndjson") {
+			t.Fatalf("GET %s: %d %s", f.URL, r.Status, r.Header.Get("Content-Type"))
+		}
+		lines := bytes.Split(bytes.TrimSpace(r.Body), []byte("\n"))
+		if len(lines) != f.Count {
+			t.Errorf("%s: %d lines, count %d", f.URL, len(lines), f.Count)
+		}
+		for _, l := range lines {
+			var res struct{ ResourceType, ID string }
+			if err := json.Unmarshal(l, &res); err != nil || res.ResourceType != f.Type {
+				t.Fatalf("%s: line %s", f.URL, l)
+			}
+			got = append(got, res.ResourceType+"/"+res.ID)
+		}
+	}
+	sort.Strings(got)
+	return got
+}
