@@ -278,15 +278,55 @@ func TestPatientMatrixBundles(t *testing.T) {
 			txEntry("POST", "Observation", []byte(obs)),
 			txEntry("POST", "Observation", []byte(obs2)),
 			txEntry("GET", "Patient/"+a.id+"/$everything?_type=Encounter&_count=1", nil),
+			// The criteria would match B's observation; among what A may
+			// see they match nothing, so A's is created (201, not 200).
+			txEntry("POST", "Observation", []byte(obs2), "ifNoneExist", "_id="+b.ids["Observation"][0]),
 		))
 		if r.Status != http.StatusOK {
 			t.Fatalf("A's transaction: %d\n%.500s", r.Status, r.Body)
 		}
-		if got := entryStatuses(t, r.Body); !slices.Equal(got, []string{"200", "201", "201", "201", "200"}) {
+		if got := entryStatuses(t, r.Body); !slices.Equal(got, []string{"200", "201", "201", "201", "200", "201"}) {
 			t.Errorf("statuses %v\n%.500s", got, r.Body)
 		}
 		if bytes.Contains(r.Body, []byte("urn:uuid:pa")) || !bytes.Contains(r.Body, []byte(`"Patient/`+a.id+`"`)) {
 			t.Errorf("the urn:uuid references were not resolved to A: %.500s", r.Body)
+		}
+	})
+
+	// Scopes go by entry: a read-only token may read in a batch or a
+	// transaction but not write (A-BT-16).
+	f.toks.add("A-read", &rest.Access{ClientID: "portal", FHIRUser: "Patient/" + a.id, Patient: a.id,
+		Rules: []rest.Rule{{Context: "patient", Type: "*", Ops: "rs"}}})
+	t.Run("read-only token", func(t *testing.T) {
+		cr := f.client(t, "A-read")
+		write, path := marker()
+		read := txEntry("GET", "Patient/"+a.id, nil)
+		r := cr.Do("POST", "/", txBundle("transaction", read, write))
+		if r.Status != http.StatusForbidden || !bytes.Contains(r.Body, []byte(`"Bundle.entry[1]`)) {
+			t.Errorf("transaction with a write: %d, want 403 naming Bundle.entry[1]: %.300s", r.Status, r.Body)
+		}
+		r = cr.Do("POST", "/", txBundle("batch", read, write))
+		if got := entryStatuses(t, r.Body); r.Status != http.StatusOK || !slices.Equal(got, []string{"200", "403"}) {
+			t.Errorf("batch: %d %v, want 200 [200 403]: %.300s", r.Status, got, r.Body)
+		}
+		if s := admin.Do("GET", path, nil).Status; s != http.StatusNotFound {
+			t.Errorf("the read-only token's write was stored: %d", s)
+		}
+	})
+
+	// A history Bundle is replayed as a batch: each entry on its own.
+	t.Run("history bundle", func(t *testing.T) {
+		obs := b.ids["Observation"][0]
+		body := b.bodies["Observation/"+obs]
+		r := ca.Do("POST", "/", txBundle("history",
+			txEntry("PUT", "Observation/"+obs, withRef(t, "Observation", body, a.id, false)),
+			txEntry("POST", "Observation", withRef(t, "Observation", body, b.id, false)),
+			txEntry("DELETE", "Observation/"+obs, nil)))
+		if got := entryStatuses(t, r.Body); r.Status != http.StatusOK || !slices.Equal(got, []string{"403", "403", "403"}) {
+			t.Errorf("history: %d %v, want 200 [403 403 403]: %.300s", r.Status, got, r.Body)
+		}
+		if id := leaked(t, r.Body, f.bOnly); id != "" {
+			t.Errorf("the answer names %s of B's record", id)
 		}
 	})
 

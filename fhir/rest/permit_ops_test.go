@@ -36,6 +36,8 @@ func TestPatientMatrixOperations(t *testing.T) {
 		"obs-r":       patientA(rule("Observation", "r"), rule("Patient", "r")),
 		"obs-only":    patientA(rule("Observation", "rs")),
 		"lab":         patientA(rule("Observation", "rs", "category", labCategory), rule("Patient", "rs")),
+		"practitioner": {FHIRUser: "Practitioner/" + b.ids["Practitioner"][0],
+			Rules: []rest.Rule{{Context: "user", Type: "*", Ops: "rs"}}},
 	} {
 		f.toks.add(tok, acc)
 	}
@@ -185,6 +187,22 @@ func TestPatientMatrixOperations(t *testing.T) {
 		}
 		if ts := typesOf(got); !slices.Equal(ts, []string{"Observation", "Patient"}) {
 			t.Errorf("types %v", ts)
+		}
+	})
+	// A practitioner (user/*.rs) sees every patient: B's $everything is
+	// B's whole record.
+	t.Run("$everything of B for a practitioner", func(t *testing.T) {
+		r := f.client(t, "practitioner").Do("GET", "/Patient/"+b.id+"/$everything?_count=1000", nil)
+		if r.Status != http.StatusOK {
+			t.Fatalf("%d %.300s", r.Status, r.Body)
+		}
+		got := bundleIDs(t, r)
+		for typ, ids := range b.ids {
+			for _, id := range ids {
+				if !slices.Contains(got, typ+"/"+id) {
+					t.Errorf("B's $everything misses %s/%s", typ, id)
+				}
+			}
 		}
 	})
 	for _, tc := range []struct {
