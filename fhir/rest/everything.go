@@ -68,12 +68,23 @@ func (a *API) everything(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	// Access (operations table: r on Patient, checked before; rs on every
+	// type returned). A type the access may not search and read is left
+	// out; asked for by _type it is 403, as C-SC-08 has it for search.
+	// The Patient itself is covered by the read.
+	for typ := range q.types {
+		if typ != "Patient" && !a.returnable(ctx, "everything", typ) {
+			return forbidden(OpSearch, typ)
+		}
+	}
 	patient, err := a.store.Read(ctx, "Patient", id)
+	// As a read: a patient the access may not see, deleted or not, is the
+	// same 404 as one that does not exist (a 410 would tell it existed).
+	if err := a.permitVersion(ctx, OpRead, patient, err); err != nil {
+		return err
+	}
 	if err != nil {
 		return readError(err, patient)
-	}
-	if err := a.permit(ctx, OpRead, "Patient", patient.Body); err != nil {
-		return err
 	}
 	base := a.base(r)
 	b := newBundle("searchset", a.now())
@@ -95,7 +106,7 @@ func (a *API) everything(w http.ResponseWriter, r *http.Request) error {
 			break
 		}
 		typ := members[cur.Type]
-		if !q.wants(typ) {
+		if !q.wants(typ) || !a.returnable(ctx, "everything", typ) {
 			*cur = everythingCursor{Phase: phaseMembers, Type: cur.Type + 1}
 			continue
 		}
@@ -203,7 +214,7 @@ func (a *API) compartmentPage(r *http.Request, typ string, ref search.Value, sin
 func (a *API) everythingRefs(r *http.Request, patientID string, members []string, q everythingQuery) ([]string, error) {
 	wanted := map[string]bool{}
 	for _, t := range everythingRefs {
-		wanted[t] = q.wants(t)
+		wanted[t] = q.wants(t) && a.returnable(r.Context(), "everything", t)
 	}
 	ref := search.Value{Raw: "Patient/" + patientID, Ref: "Patient/" + patientID, RefType: "Patient"}
 	set := map[string]bool{}
@@ -223,6 +234,11 @@ func (a *API) everythingRefs(r *http.Request, patientID string, members []string
 	}
 	scan(patient.Body)
 	for _, typ := range members {
+		if !a.returnable(r.Context(), "everything", typ) {
+			// Only what is returned is followed: the references of a type
+			// left out would tell about resources the access cannot see.
+			continue
+		}
 		for cursor := ""; ; {
 			page, err := a.compartmentPage(r, typ, ref, time.Time{}, maxCount, cursor)
 			if err != nil {

@@ -1,6 +1,7 @@
 package rest
 
 import (
+	"context"
 	"net/http"
 	"slices"
 	"strings"
@@ -26,6 +27,34 @@ type operation struct {
 	types   []string
 	methods []string
 	handle  func(*API, http.ResponseWriter, *http.Request) error
+}
+
+// operationAccess is the operation → scope mapping, by operation name
+// (SMART App Launch scopes-and-launch-context.html defines no operation
+// scopes: an operation needs the scopes of what it reads and returns).
+// mountOperations checks the invocation before the handler runs, and the
+// handler leaves out what returns does not allow (returnable). An
+// operation without a row is refused to every token. README "Access
+// control" repeats this table; keep the two equal.
+var operationAccess = map[string]opAccess{
+	// Type level: reads and writes no data, so any valid token. Instance
+	// level: reads the resource (to tell that it exists).
+	"validate": {instance: "r"},
+	// The patient is read; everything else is found by search and read.
+	"everything": {instance: "r", returns: "rs"},
+}
+
+// opAccess is one operation's row of operationAccess.
+type opAccess struct {
+	// typeLevel and instance are the SMART letters the access needs on
+	// the type the operation is invoked on, at that level (403 without).
+	// At the instance level the resource itself must also be one the
+	// access may read: one it may not see is 404, as for a read.
+	typeLevel, instance string
+	// returns are the letters needed on every type of resource the
+	// operation returns: types without them are left out, and a _type
+	// naming one is 403 (as C-SC-08 for search).
+	returns string
 }
 
 var operations = []operation{
@@ -80,8 +109,14 @@ func (op operation) appliesTo(typ string, l level) bool {
 // method, 404 otherwise (never "invalid id").
 func (a *API) mountOperations(r *mux.Router) {
 	for _, op := range operations {
+		handle := func(a *API, w http.ResponseWriter, r *http.Request) error {
+			if err := a.permitOperation(r, op); err != nil {
+				return err
+			}
+			return op.handle(a, w, r)
+		}
 		for _, p := range op.paths() {
-			r.Handle(p, a.wrap("$"+op.name, op.handle)).Methods(op.methods...)
+			r.Handle(p, a.wrap("$"+op.name, handle)).Methods(op.methods...)
 		}
 	}
 	r.Handle("/"+opPat, a.wrap("unknown", (*API).unknownOperation))
@@ -121,4 +156,38 @@ func operationEntries(typ string) []map[string]string {
 		out = append(out, map[string]string{"name": op.name, "definition": op.definition})
 	}
 	return out
+}
+
+// permitOperation checks what op needs, by its row of operationAccess,
+// on the type it is invoked on.
+func (a *API) permitOperation(r *http.Request, op operation) error {
+	acc, ok := operationAccess[op.name]
+	if !ok {
+		if boundOf(r.Context()) == nil {
+			return nil
+		}
+		return refuse("no scope grants $%s", op.name) // fail closed
+	}
+	v := mux.Vars(r)
+	needs := acc.typeLevel
+	if v["id"] != "" {
+		needs = acc.instance
+	}
+	for _, l := range needs {
+		if err := a.permit(r.Context(), Op(l), v["type"], nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// returnable reports whether operation name may give the access bound to
+// ctx resources of typ (every letter of its row's returns).
+func (a *API) returnable(ctx context.Context, name, typ string) bool {
+	for _, l := range operationAccess[name].returns {
+		if a.permit(ctx, Op(l), typ, nil) != nil {
+			return false
+		}
+	}
+	return true
 }

@@ -84,3 +84,55 @@ func TestSatisfies(t *testing.T) {
 		})
 	}
 }
+
+// TestOperationAccessRows: every operation routed has a row in the
+// operation → scope table, and every row names an operation, with SMART
+// letters only. An operation without a row would be refused to every
+// token (fail closed) — a new operation must say what it needs.
+func TestOperationAccessRows(t *testing.T) {
+	routed := map[string]bool{}
+	for _, op := range operations {
+		routed[op.name] = true
+		if _, ok := operationAccess[op.name]; !ok {
+			t.Errorf("$%s has no row in operationAccess", op.name)
+		}
+	}
+	for name, acc := range operationAccess {
+		if !routed[name] {
+			t.Errorf("operationAccess names $%s, which is not routed", name)
+		}
+		for _, letters := range []string{acc.typeLevel, acc.instance, acc.returns} {
+			if strings.Trim(letters, "cruds") != "" {
+				t.Errorf("$%s: %q is not a subset of cruds", name, letters)
+			}
+		}
+	}
+}
+
+// TestOperationAccessInREADME: the README's operation → scope table
+// names exactly the operations of operationAccess.
+func TestOperationAccessInREADME(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(readme), "| operation | invoked on | needs | returns |")
+	if !ok {
+		t.Fatal("README has no operation → scope table")
+	}
+	section, _, _ = strings.Cut(section, "\n\n")
+	var inREADME, inCode []string
+	for _, m := range regexp.MustCompile("(?m)^\\| `\\$([a-z-]+)` \\|").FindAllStringSubmatch(section, -1) {
+		if !slices.Contains(inREADME, m[1]) {
+			inREADME = append(inREADME, m[1])
+		}
+	}
+	for name := range operationAccess {
+		inCode = append(inCode, name)
+	}
+	slices.Sort(inREADME)
+	slices.Sort(inCode)
+	if !slices.Equal(inREADME, inCode) {
+		t.Errorf("README operations %v, code %v", inREADME, inCode)
+	}
+}

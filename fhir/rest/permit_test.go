@@ -195,14 +195,14 @@ func idOf(t *testing.T, body []byte) string {
 	return r.ID
 }
 
-// leaked returns the first of ids found in a response body. A Bundle's
+// leaked returns the first of ids found in a response body. Bundles'
 // links are left out: they echo the client's own query (a search for
 // _id=<B's id> names it in its self link) and reveal nothing.
 func leaked(t *testing.T, body []byte, ids []string) string {
 	t.Helper()
-	var m map[string]any
-	if json.Unmarshal(body, &m) == nil && m["resourceType"] == "Bundle" {
-		delete(m, "link")
+	var m any
+	if json.Unmarshal(body, &m) == nil {
+		dropLinks(m)
 		body, _ = json.Marshal(m)
 	}
 	for _, id := range ids {
@@ -211,6 +211,24 @@ func leaked(t *testing.T, body []byte, ids []string) string {
 		}
 	}
 	return ""
+}
+
+// dropLinks deletes the links of every Bundle in v, nested ones too (the
+// searchset of a GET entry in a batch-response).
+func dropLinks(v any) {
+	switch v := v.(type) {
+	case map[string]any:
+		if v["resourceType"] == "Bundle" {
+			delete(v, "link")
+		}
+		for _, x := range v {
+			dropLinks(x)
+		}
+	case []any:
+		for _, x := range v {
+			dropLinks(x)
+		}
+	}
 }
 
 // bundleIDs lists the Type/id of the entries of a Bundle response.

@@ -193,6 +193,13 @@ func (a *API) bundle(w http.ResponseWriter, r *http.Request) error {
 				}
 			}
 		}
+		for _, s := range order {
+			if rank(s.method) == 3 {
+				if err := t.preflight(s); err != nil {
+					return err
+				}
+			}
+		}
 		if err := t.commit(); err != nil {
 			return err
 		}
@@ -479,20 +486,25 @@ func (t *tx) plan(s *step) error {
 			return err
 		}
 	}
-	op, payload := OpUpdate, []byte(s.e.Resource)
+	op := OpUpdate
 	if s.create {
 		op = OpCreate
 	}
-	if s.method == http.MethodPatch {
-		payload = nil // the entry holds the patch; patched checked the target
-	}
-	if err := t.a.permit(ctx, op, s.typ, payload); err != nil {
+	// The type first; the resource is judged as it will be stored, with
+	// its urn:uuid and conditional references resolved (judging the entry
+	// as sent would refuse a reference to urn:uuid:<the patient's own
+	// entry> and could not see where a conditional reference points).
+	// updateChange judges both ends of an update (and of a patch).
+	if err := t.a.permit(ctx, op, s.typ, nil); err != nil {
 		return err
 	}
 	base := t.a.indexBase(t.r)
 	if s.create {
 		ch, err := t.a.stamp(base, parsed, s.id, 1, store.MethodPost)
 		if err != nil {
+			return err
+		}
+		if err := t.a.permit(ctx, OpCreate, ch.Type, ch.Body); err != nil {
 			return err
 		}
 		s.change, s.status = &ch, http.StatusCreated
@@ -661,6 +673,41 @@ func (t *tx) read(s *step) {
 	if lm, err := http.ParseTime(rec.header.Get("Last-Modified")); err == nil {
 		s.reply.Response.LastModified = lm.UTC().Format(time.RFC3339)
 	}
+}
+
+// preflight runs a transaction's GET or HEAD entry before the commit, so
+// that an entry the server refuses (403; 404 for a resource the access
+// may not see, the same answer as for one that does not exist) fails the
+// whole transaction with nothing stored: each inner request is authorized
+// on its own (checklist A-BT-16) and a transaction is all or nothing
+// (http.html#transaction). An entry reading a resource that the
+// transaction itself writes is left to the read after the commit: its
+// answer depends on those writes, which plan has checked. Every entry is
+// read again after the commit, so that it sees the transaction's writes.
+func (t *tx) preflight(s *step) error {
+	path, _, _ := strings.Cut(s.url, "?")
+	if segs := strings.Split(path, "/"); len(segs) >= 2 {
+		if _, written := t.targets[segs[0]+"/"+segs[1]]; written {
+			return nil
+		}
+	}
+	probe := &step{i: s.i, e: s.e, method: s.method, url: s.url, query: s.query}
+	t.read(probe)
+	if probe.err != nil {
+		return probe.err
+	}
+	if probe.status < 400 {
+		return nil
+	}
+	oe := &outcome.Error{Status: probe.status}
+	var oo struct{ Issue []outcome.Issue }
+	if json.Unmarshal(probe.reply.Response.Outcome, &oo) == nil {
+		oe.Issues = oo.Issue
+	}
+	if len(oe.Issues) == 0 {
+		oe.Issues = []outcome.Issue{{Severity: outcome.SevError, Code: outcome.CodeProcessing, Diagnostics: http.StatusText(probe.status)}}
+	}
+	return entryError(s.i, oe)
 }
 
 // respond writes the batch-response or transaction-response: one entry per

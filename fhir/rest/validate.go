@@ -50,25 +50,32 @@ func (a *API) validate(w http.ResponseWriter, r *http.Request) error {
 		return outcome.Newf(http.StatusBadRequest, outcome.CodeNotSupported,
 			"mode=%s validates a change to an existing resource: invoke it as [type]/[id]/$validate", in.mode)
 	}
+	gone := false
+	if id != "" {
+		// Invoked on [type]/[id], the operation is about that resource: it
+		// must exist and be one the access may read. One that does not
+		// exist, or that the access may not see (deleted or not), is 404,
+		// as a read answers (no mode may tell the two apart: $validate
+		// must not probe other patients' records).
+		res, err := a.store.Read(r.Context(), typ, id)
+		if err := a.permitVersion(r.Context(), OpRead, res, err); err != nil {
+			return err
+		}
+		switch {
+		case errors.Is(err, store.ErrGone):
+			gone = true // a delete is refused below; an update would resurrect it
+		case err != nil:
+			return readError(err, res)
+		}
+	}
 	var issues []outcome.Issue
 	switch in.mode {
 	case "delete":
 		// The server ignores the content and checks that the resource
 		// exists (there is no referential integrity to check).
-		res, err := a.store.Read(r.Context(), typ, id)
-		switch {
-		case errors.Is(err, store.ErrNotFound):
-			issues = append(issues, outcome.Issue{Severity: outcome.SevError, Code: outcome.CodeNotFound,
-				Diagnostics: fmt.Sprintf("%s/%s does not exist: there is nothing to delete", typ, id)})
-		case errors.Is(err, store.ErrGone):
+		if gone {
 			issues = append(issues, outcome.Issue{Severity: outcome.SevError, Code: outcome.CodeDeleted,
 				Diagnostics: fmt.Sprintf("%s/%s is already deleted", typ, id)})
-		case err != nil:
-			return err
-		default:
-			if err := a.permit(r.Context(), OpRead, typ, res.Body); err != nil {
-				return err
-			}
 		}
 	default:
 		if in.resource == nil {
