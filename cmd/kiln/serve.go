@@ -23,6 +23,7 @@ import (
 	"github.com/kiln-fhir/kiln/fhir/rest"
 	"github.com/kiln-fhir/kiln/store"
 	"github.com/kiln-fhir/kiln/store/metered"
+	"github.com/kiln-fhir/kiln/store/mongo"
 	"github.com/kiln-fhir/kiln/store/sqlite"
 )
 
@@ -38,6 +39,10 @@ type serveConfig struct {
 	// searchHandling is the default for unknown search parameters when a
 	// request does not say Prefer: handling=… (search.html#errors).
 	searchHandling string
+	// mongoURI selects the MongoDB backend instead of the embedded store;
+	// mongoDB names its database (default: the URI's, else "kiln").
+	mongoURI string
+	mongoDB  string
 }
 
 // flags registers every flag with its KILN_* environment variable as the
@@ -50,6 +55,8 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.auth, "auth", env("KILN_AUTH", ""), "authorization mode: none (KILN_AUTH); required until SMART lands")
 	fs.StringVar(&c.logLevel, "log-level", env("KILN_LOG_LEVEL", "info"), "debug, info, warn or error (KILN_LOG_LEVEL)")
 	fs.StringVar(&c.logFormat, "log-format", env("KILN_LOG_FORMAT", "text"), "text or json (KILN_LOG_FORMAT)")
+	fs.StringVar(&c.mongoURI, "mongo-uri", env("KILN_MONGO_URI", ""), "MongoDB connection string; when set, resources live in MongoDB instead of the embedded store (KILN_MONGO_URI)")
+	fs.StringVar(&c.mongoDB, "mongo-db", env("KILN_MONGO_DB", ""), "MongoDB database name; default the URI's, else kiln (KILN_MONGO_DB)")
 	fs.StringVar(&c.searchHandling, "search-handling", env("KILN_SEARCH_HANDLING", "lenient"), "unknown search parameters: lenient (ignored and reported) or strict (400) (KILN_SEARCH_HANDLING)")
 }
 
@@ -79,16 +86,13 @@ func serve(ctx context.Context, args []string) error {
 		return fmt.Errorf("--auth=%s is not supported: only none exists in this version", cfg.auth)
 	}
 
-	if err := os.MkdirAll(cfg.data, 0o700); err != nil {
-		return fmt.Errorf("data directory: %w", err)
-	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	db, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(cfg.data, "kiln.db")})
+	db, backend, where, err := openStore(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}
-	st := metered.Wrap(db, "sqlite", reg)
+	st := metered.Wrap(db, backend, reg)
 
 	api := rest.New(rest.Config{
 		BaseURL:      cfg.baseURL,
@@ -111,7 +115,7 @@ func serve(ctx context.Context, args []string) error {
 		db.Close()
 		return err
 	}
-	logger.Info("kiln serving", "addr", ln.Addr().String(), "data", cfg.data, "store", "sqlite", "version", version)
+	logger.Info("kiln serving", "addr", ln.Addr().String(), "data", where, "store", backend, "version", version)
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -140,6 +144,30 @@ func serve(ctx context.Context, args []string) error {
 	}
 	logger.Info("stopped")
 	return serr
+}
+
+// openStore opens the backend the configuration selects: MongoDB with
+// --mongo-uri, the embedded SQLite store otherwise. It also says which,
+// and where the data is (never the URI: it may hold credentials).
+func openStore(ctx context.Context, cfg serveConfig, logger *slog.Logger) (store.Store, string, string, error) {
+	if cfg.mongoURI != "" {
+		db, err := mongo.Open(ctx, cfg.mongoURI, mongo.Options{Database: cfg.mongoDB, Logger: logger})
+		if err != nil {
+			return nil, "", "", fmt.Errorf("mongodb: %w", err)
+		}
+		return db, "mongo", "mongodb database " + db.Database(), nil
+	}
+	if cfg.mongoDB != "" {
+		return nil, "", "", errors.New("--mongo-db needs --mongo-uri")
+	}
+	if err := os.MkdirAll(cfg.data, 0o700); err != nil {
+		return nil, "", "", fmt.Errorf("data directory: %w", err)
+	}
+	db, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(cfg.data, "kiln.db")})
+	if err != nil {
+		return nil, "", "", err
+	}
+	return db, "sqlite", cfg.data, nil
 }
 
 // withOps adds the operational endpoints beside the FHIR API.

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
@@ -27,6 +28,9 @@ import (
 // nativeDoc converts a JSON object to a BSON document; ok is false when b
 // is not one JSON object.
 func nativeDoc(b []byte, decimal128 bool) (bson.D, bool) {
+	if !utf8.Valid(b) {
+		return nil, false // BSON strings are UTF-8; the body keeps the bytes
+	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	tok, err := dec.Token()
@@ -102,16 +106,11 @@ func (dec *decoder) value() (any, error) {
 	case json.Number:
 		return bsonNumber(string(t), dec.decimal128), nil
 	case string:
-		if !validUTF8(t) {
-			return nil, errors.New("invalid UTF-8")
-		}
 		return t, nil
 	default:
 		return t, nil // bool, nil
 	}
 }
-
-func validUTF8(s string) bool { return strings.ToValidUTF8(s, "\uFFFD") == s }
 
 // bsonNumber keeps a JSON number exactly: integers as int32/int64, every
 // other number as a Decimal128 with the digits and scale as written

@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"time"
 
@@ -199,13 +200,52 @@ func (s *Store) ensureIndexes(ctx context.Context) error {
 		idx("-lu", "type", "id", "-v"),
 		idx("type", "-lu", "id", "-v"),
 	}
-	if _, err := s.resources.Indexes().CreateMany(ctx, res); err != nil {
+	if err := s.createMissing(ctx, s.resources, res); err != nil {
 		return fmt.Errorf("mongo: create indexes on %s: %w", resourcesName, s.mapErr(ctx, err))
 	}
-	if _, err := s.versions.Indexes().CreateMany(ctx, ver); err != nil {
+	if err := s.createMissing(ctx, s.versions, ver); err != nil {
 		return fmt.Errorf("mongo: create indexes on %s: %w", versionsName, s.mapErr(ctx, err))
 	}
 	return nil
+}
+
+// createMissing creates the indexes of models that coll does not have yet,
+// by their default names (field_dir_…). Asking only for missing ones keeps
+// startup cheap when several Kiln processes start at once (and FerretDB
+// drops the connection on a createIndexes of existing indexes).
+func (s *Store) createMissing(ctx context.Context, coll *mongo.Collection, models []mongo.IndexModel) error {
+	cur, err := coll.Indexes().List(ctx)
+	if err != nil {
+		return err
+	}
+	var have []struct {
+		Name string `bson:"name"`
+	}
+	if err := cur.All(ctx, &have); err != nil {
+		return err
+	}
+	var missing []mongo.IndexModel
+	for _, m := range models {
+		var name strings.Builder
+		for i, e := range m.Keys.(bson.D) {
+			if i > 0 {
+				name.WriteByte('_')
+			}
+			fmt.Fprintf(&name, "%s_%v", e.Key, e.Value)
+		}
+		if !slices.ContainsFunc(have, func(h struct {
+			Name string `bson:"name"`
+		}) bool {
+			return h.Name == name.String()
+		}) {
+			missing = append(missing, m)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	_, err = coll.Indexes().CreateMany(ctx, missing)
+	return err
 }
 
 // Ping implements store.Pinger.
@@ -225,6 +265,9 @@ func (s *Store) Close() error {
 	defer cancel()
 	return s.client.Disconnect(ctx)
 }
+
+// Database is the name of the store's database.
+func (s *Store) Database() string { return s.db.Name() }
 
 // Drop removes the store's collections (tests, and `kiln` admin tools).
 func (s *Store) Drop(ctx context.Context) error { return s.db.Drop(ctx) }

@@ -107,6 +107,27 @@ func (s *Store) Search(ctx context.Context, q *search.Query) (store.SearchPage, 
 	return page, nil
 }
 
+// Explain returns the server's explain output (queryPlanner verbosity) of
+// the find that answers the first page of q, for operators and for the
+// test that indexed searches use an index.
+func (s *Store) Explain(ctx context.Context, q *search.Query) (bson.Raw, error) {
+	c := &compiler{s: s, ctx: ctx, now: time.Now()}
+	filter, err := c.query(q.Types, q.Filter)
+	if err != nil {
+		return nil, fmt.Errorf("mongo: explain: %w", err)
+	}
+	cmd := bson.D{
+		{Key: "explain", Value: bson.D{{Key: "find", Value: resourcesName}, {Key: "filter", Value: filter},
+			{Key: "sort", Value: bson.D{{Key: "_id", Value: 1}}}, {Key: "limit", Value: max(q.Count, 1) + 1}}},
+		{Key: "verbosity", Value: "queryPlanner"},
+	}
+	raw, err := s.db.RunCommand(ctx, cmd).Raw()
+	if err != nil {
+		return nil, fmt.Errorf("mongo: explain: %w", s.mapErr(ctx, err))
+	}
+	return raw, nil
+}
+
 // sortKey is a compiled _sort key: the document field and its direction.
 type sortKey struct {
 	field    string

@@ -15,6 +15,15 @@ import (
 	"github.com/kiln-fhir/kiln/store"
 )
 
+// Size limits. A MongoDB document holds at most 16 MiB; the body, its index
+// entries and the envelope share it.
+const (
+	// maxNativeCopy is the largest body that also gets a native copy (res).
+	maxNativeCopy = 6 << 20
+	// maxBody is the largest body stored at all.
+	maxBody = 15 << 20
+)
+
 // notReplaced is the until of a version nothing has replaced yet.
 const notReplaced = int64(math.MaxInt64)
 
@@ -105,7 +114,15 @@ func (s *Store) apply(ctx context.Context, i int, c *store.Change, wt time.Time)
 		}
 		cur = append(cur, bson.E{Key: "body", Value: body})
 		ver = append(ver, bson.E{Key: "body", Value: body})
-		if doc, ok := nativeDoc(c.Body, !s.FerretDB); ok {
+		if len(c.Body) > maxBody {
+			return fmt.Errorf("mongo: commit: change %d: a body of %d bytes does not fit a MongoDB document (16 MiB)", i, len(c.Body))
+		}
+		if len(c.Body) > maxNativeCopy {
+			// Body and its native copy would not fit one 16 MiB document:
+			// the body alone is kept (and served); nat marks the gap.
+			cur = append(cur, bson.E{Key: "nat", Value: false})
+			ver = append(ver, bson.E{Key: "nat", Value: false})
+		} else if doc, ok := nativeDoc(c.Body, !s.FerretDB); ok {
 			cur = append(cur, bson.E{Key: "res", Value: doc})
 			ver = append(ver, bson.E{Key: "res", Value: doc})
 		}

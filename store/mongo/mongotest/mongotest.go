@@ -1,6 +1,8 @@
 // Package mongotest gives tests a MongoDB wire-protocol server: the one named
-// by KILN_TEST_MONGO_URI when set, otherwise FerretDB started in-process with
-// its SQLite handler on a random loopback port, data in a temporary directory.
+// by KILN_TEST_MONGO_URI when set, otherwise FerretDB (v1, the embeddable
+// github.com/FerretDB/FerretDB/ferretdb package with its SQLite handler)
+// started in-process on a random loopback port, its data in a temporary
+// directory. Tests of any package can use it.
 package mongotest
 
 import (
@@ -10,23 +12,32 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/FerretDB/FerretDB/ferretdb"
 )
 
+// EnvURI names the environment variable that points tests at an external
+// MongoDB (a replica set, to test transactions).
+const EnvURI = "KILN_TEST_MONGO_URI"
+
 // Server is a running MongoDB-compatible server for one test.
 type Server struct {
 	// URI is the connection string (mongodb://host:port/).
 	URI string
 	// FerretDB reports whether the server is the in-process FerretDB, which
-	// lacks multi-document transactions and some operators.
+	// lacks multi-document transactions, Decimal128 and some operators.
 	FerretDB bool
-}
 
-// EnvURI names the environment variable that points tests at an external MongoDB.
-const EnvURI = "KILN_TEST_MONGO_URI"
+	mu      sync.Mutex
+	addr    string // host:port, kept across Stop and Start
+	dir     string
+	cancel  context.CancelFunc
+	stopped chan struct{}
+}
 
 // Start returns a server for t; the in-process one stops when t ends.
 func Start(t testing.TB) *Server {
@@ -34,15 +45,23 @@ func Start(t testing.TB) *Server {
 	if uri := os.Getenv(EnvURI); uri != "" {
 		return &Server{URI: uri}
 	}
-	dir := t.TempDir()
+	s := &Server{FerretDB: true, dir: t.TempDir(), addr: "127.0.0.1:0"}
+	if err := s.run(); err != nil {
+		t.Fatalf("mongotest: %v", err)
+	}
+	t.Cleanup(s.Stop)
+	return s
+}
+
+func (s *Server) run() error {
 	f, err := ferretdb.New(&ferretdb.Config{
-		Listener:  ferretdb.ListenerConfig{TCP: "127.0.0.1:0"},
+		Listener:  ferretdb.ListenerConfig{TCP: s.addr},
 		Handler:   "sqlite",
-		SQLiteURL: "file:" + dir + "/",
+		SQLiteURL: "file:" + s.dir + "/",
 		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
-		t.Fatalf("mongotest: start FerretDB: %v", err)
+		return fmt.Errorf("start FerretDB: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -50,22 +69,51 @@ func Start(t testing.TB) *Server {
 		defer close(done)
 		_ = f.Run(ctx)
 	}()
-	t.Cleanup(func() {
+	uri := f.MongoDBURI() // blocks until the listener has its address
+	host := strings.TrimSuffix(strings.TrimPrefix(uri, "mongodb://"), "/")
+	if err := waitListening(host); err != nil {
 		cancel()
 		<-done
-	})
-	uri := f.MongoDBURI()
-	if err := waitListening(uri); err != nil {
-		t.Fatalf("mongotest: %v", err)
+		return err
 	}
-	return &Server{URI: uri, FerretDB: true}
+	s.mu.Lock()
+	s.URI, s.addr, s.cancel, s.stopped = uri, host, cancel, done
+	s.mu.Unlock()
+	return nil
 }
 
-func waitListening(uri string) error {
-	host := uri[len("mongodb://"):]
-	if i := len(host) - 1; i >= 0 && host[i] == '/' {
-		host = host[:i]
+// Stop stops the in-process server (its data stays for Restart): clients
+// then see a server that has gone away. No-op for an external server.
+func (s *Server) Stop() {
+	s.mu.Lock()
+	cancel, done := s.cancel, s.stopped
+	s.cancel, s.stopped = nil, nil
+	s.mu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
 	}
+}
+
+// Restart starts the stopped in-process server again on the same address
+// and data.
+func (s *Server) Restart(t testing.TB) {
+	t.Helper()
+	if !s.FerretDB {
+		t.Skip("mongotest: an external server cannot be restarted by the test")
+	}
+	s.Stop()
+	var err error
+	for range 50 { // the port may linger for a moment
+		if err = s.run(); err == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("mongotest: restart: %v", err)
+}
+
+func waitListening(host string) error {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		c, err := net.DialTimeout("tcp", host, time.Second)
