@@ -130,3 +130,49 @@ func TestMongoUnreachable(t *testing.T) {
 		t.Errorf("log does not say the store is unavailable:\n%s", tail(k.logs(), 10))
 	}
 }
+
+// TestMongoGoesAway: when MongoDB goes away a request answers 503 with an
+// OperationOutcome within a bounded time and /readyz fails; nothing is
+// half-written; once MongoDB is back the same process serves again.
+func TestMongoGoesAway(t *testing.T) {
+	srv := mongotest.Start(t)
+	if !srv.FerretDB {
+		t.Skip("needs the in-process server, which the test can stop")
+	}
+	k := startKilnMongo(t, srv.URI, "away")
+	c := k.client(t)
+	if r := c.Do("PUT", "/Patient/kept", []byte(`{"resourceType":"Patient","id":"kept"}`)); r.Status != http.StatusCreated {
+		t.Fatalf("PUT: %d %s", r.Status, r.Body)
+	}
+
+	srv.Stop()
+	start := time.Now()
+	r := c.Do("PUT", "/Patient/lost", []byte(`{"resourceType":"Patient","id":"lost"}`))
+	if r.Status != http.StatusServiceUnavailable || !strings.Contains(string(r.Body), `"OperationOutcome"`) {
+		t.Errorf("PUT with MongoDB down: %d %s, want 503 with an OperationOutcome", r.Status, r.Body)
+	}
+	if d := time.Since(start); d > 15*time.Second {
+		t.Errorf("the 503 took %v", d)
+	}
+	if r := c.Do("GET", "/Patient/kept", nil); r.Status != http.StatusServiceUnavailable {
+		t.Errorf("GET with MongoDB down: %d, want 503", r.Status)
+	}
+	if r := c.Do("GET", "/readyz", nil); r.Status != http.StatusServiceUnavailable {
+		t.Errorf("/readyz with MongoDB down: %d, want 503", r.Status)
+	}
+
+	srv.Restart(t)
+	deadline := time.Now().Add(30 * time.Second)
+	for c.Do("GET", "/readyz", nil).Status != http.StatusOK {
+		if time.Now().After(deadline) {
+			t.Fatal("/readyz did not recover once MongoDB was back")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if r := c.Do("GET", "/Patient/kept", nil); r.Status != http.StatusOK {
+		t.Errorf("GET after recovery: %d %s", r.Status, r.Body)
+	}
+	if r := c.Do("GET", "/Patient/lost", nil); r.Status != http.StatusNotFound {
+		t.Errorf("the PUT refused while down: GET %d, want 404", r.Status)
+	}
+}

@@ -55,7 +55,7 @@ func (s *Store) Commit(ctx context.Context, changes ...store.Change) error {
 		if len(changes) > 1 {
 			return fmt.Errorf("mongo: commit of %d changes: %w", len(changes), store.ErrNoTransactions)
 		}
-		return s.apply(ctx, 0, &changes[0], time.Now())
+		return s.resolve(ctx, s.apply(ctx, 0, &changes[0], time.Now()))
 	}
 	sess, err := s.client.StartSession(options.Session().SetCausalConsistency(s.causal))
 	if err != nil {
@@ -71,14 +71,35 @@ func (s *Store) Commit(ctx context.Context, changes ...store.Change) error {
 		}
 		return nil, nil
 	})
-	var ce *store.ConflictError
-	if errors.As(err, &ce) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return err
+	var lost *lostCAS
+	if errors.As(err, &lost) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return s.resolve(ctx, err)
 	}
 	if err != nil {
 		return fmt.Errorf("mongo: commit: %w", s.mapErr(ctx, err))
 	}
 	return nil
+}
+
+// lostCAS is a change that lost its compare-and-set, before the version
+// actually current is known: inside a transaction, which a write error has
+// aborted, it cannot be read; resolve reads it afterwards.
+type lostCAS struct {
+	index   int
+	key     string
+	atLeast int64
+}
+
+func (l *lostCAS) Error() string { return "version conflict" }
+
+// resolve turns a lostCAS into the store.ConflictError naming the current
+// version.
+func (s *Store) resolve(ctx context.Context, err error) error {
+	var lost *lostCAS
+	if !errors.As(err, &lost) {
+		return err
+	}
+	return s.conflict(ctx, lost.index, lost.key, lost.atLeast)
 }
 
 // apply writes change c (index i of its Commit): the compare-and-set on the
@@ -143,7 +164,7 @@ func (s *Store) apply(ctx context.Context, i int, c *store.Change, wt time.Time)
 		if mongo.IsDuplicateKeyError(err) {
 			// Version n exists: current is n, or becomes n as soon as its
 			// writer moves the current document.
-			return s.conflict(ctx, i, key, c.Version)
+			return &lostCAS{index: i, key: key, atLeast: c.Version}
 		}
 		return s.writeErr(ctx, err)
 	}
@@ -163,7 +184,7 @@ func (s *Store) apply(ctx context.Context, i int, c *store.Change, wt time.Time)
 		moved = res.MatchedCount > 0
 	}
 	if !moved {
-		return s.undo(ctx, vkey, s.conflict(ctx, i, key, 0))
+		return s.undo(ctx, vkey, &lostCAS{index: i, key: key})
 	}
 	if c.Version > 1 {
 		if _, err := s.versions.UpdateOne(ctx, bson.D{{Key: "_id", Value: versionKey(c.Type, c.ID, c.Version-1)}},
