@@ -19,7 +19,7 @@ var dbSeq atomic.Int64
 
 // openStore opens a store on a database of its own on srv; it is dropped
 // when t ends (on an external server; FerretDB's data is a temp dir).
-func openStore(t *testing.T, srv *mongotest.Server) *mongo.Store {
+func openStore(t testing.TB, srv *mongotest.Server) *mongo.Store {
 	t.Helper()
 	name := fmt.Sprintf("kiln_test_%d_%d", time.Now().UnixNano()%1e9, dbSeq.Add(1))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -29,6 +29,7 @@ func openStore(t *testing.T, srv *mongotest.Server) *mongo.Store {
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
+	t.Cleanup(func() { s.Close() })
 	if !srv.FerretDB {
 		t.Cleanup(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -43,5 +44,6 @@ func openStore(t *testing.T, srv *mongotest.Server) *mongo.Store {
 
 func TestStore(t *testing.T) {
 	srv := mongotest.Start(t)
+	// storetest closes each store itself; closing twice is harmless.
 	storetest.Run(t, func(t *testing.T) store.Store { return openStore(t, srv) })
 }
