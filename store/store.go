@@ -42,6 +42,9 @@ var (
 	// the deployment that cannot serve the request (HTTP 501), never a
 	// half-applied bundle.
 	ErrNoTransactions = errors.New("multi-document transactions are not available on this deployment")
+	// ErrTooLarge: the resource is larger than the backend can store (a
+	// MongoDB document holds 16 MiB); the request is refused (HTTP 413).
+	ErrTooLarge = errors.New("resource too large for the store")
 )
 
 // Method says how a version came to be, as history bundles report it

@@ -21,6 +21,9 @@ func asOutcome(err error) *outcome.Error {
 	case errors.As(err, &maxErr):
 		return outcome.Newf(http.StatusRequestEntityTooLarge, outcome.CodeTooCostly,
 			"request body exceeds the limit of %d bytes", maxErr.Limit).Wrap(err)
+	case errors.Is(err, store.ErrTooLarge):
+		return outcome.New(http.StatusRequestEntityTooLarge, outcome.CodeTooCostly,
+			"the resource is larger than the store can hold").Wrap(err)
 	case errors.Is(err, store.ErrNotFound):
 		return outcome.New(http.StatusNotFound, outcome.CodeNotFound, "resource not found").Wrap(err)
 	case errors.Is(err, store.ErrGone):

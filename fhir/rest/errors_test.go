@@ -29,6 +29,7 @@ func TestStoreErrorsAsOutcome(t *testing.T) {
 		// A deployment without multi-document transactions refuses a
 		// multi-change commit whole: the server cannot do it (501).
 		{store.ErrNoTransactions, http.StatusNotImplemented, outcome.CodeNotSupported},
+		{store.ErrTooLarge, http.StatusRequestEntityTooLarge, outcome.CodeTooCostly},
 	} {
 		t.Run(tc.err.Error(), func(t *testing.T) {
 			oe := asOutcome(fmt.Errorf("backend: commit of 3 changes: %w", tc.err))

@@ -136,7 +136,8 @@ func (s *Store) apply(ctx context.Context, i int, c *store.Change, wt time.Time)
 		cur = append(cur, bson.E{Key: "body", Value: body})
 		ver = append(ver, bson.E{Key: "body", Value: body})
 		if len(c.Body) > maxBody {
-			return fmt.Errorf("mongo: commit: change %d: a body of %d bytes does not fit a MongoDB document (16 MiB)", i, len(c.Body))
+			return fmt.Errorf("mongo: commit: change %d: a body of %d bytes does not fit a MongoDB document (16 MiB): %w",
+				i, len(c.Body), store.ErrTooLarge)
 		}
 		if len(c.Body) > maxNativeCopy {
 			// Body and its native copy would not fit one 16 MiB document:
