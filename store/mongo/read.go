@@ -95,11 +95,17 @@ func (s *Store) History(ctx context.Context, q store.HistoryQuery) (store.Histor
 		}
 		pos = &p
 	}
+	// The first page sees everything (a client reads its own writes
+	// whatever the clocks of the processes that wrote); later pages only
+	// what was written by the time it was read. wt is the writing
+	// process's clock: skew between Kiln processes shifts that boundary by
+	// as much, for versions written during the paging.
 	snapshot := time.Now().UnixMicro()
+	filter := bson.D{}
 	if pos != nil {
 		snapshot = pos.Snapshot
+		filter = append(filter, bson.E{Key: "wt", Value: bson.D{{Key: "$lte", Value: snapshot}}})
 	}
-	filter := bson.D{{Key: "wt", Value: bson.D{{Key: "$lte", Value: snapshot}}}}
 	if q.Type != "" {
 		filter = append(filter, bson.E{Key: "type", Value: q.Type})
 	}
