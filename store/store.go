@@ -36,6 +36,15 @@ var (
 	// that needs a terminology server, sorting on a composite, …). It is
 	// the client's query that is refused (HTTP 400), not a failure.
 	ErrUnsupported = errors.New("unsupported search")
+	// ErrNoTransactions: the backend cannot apply several changes
+	// atomically (a MongoDB server that is not a replica set), so a Commit
+	// of more than one change is refused before anything is written. It is
+	// the deployment that cannot serve the request (HTTP 501), never a
+	// half-applied bundle.
+	ErrNoTransactions = errors.New("multi-document transactions are not available on this deployment")
+	// ErrTooLarge: the resource is larger than the backend can store (a
+	// MongoDB document holds 16 MiB); the request is refused (HTTP 413).
+	ErrTooLarge = errors.New("resource too large for the store")
 )
 
 // Method says how a version came to be, as history bundles report it

@@ -25,6 +25,7 @@ import (
 	"github.com/kiln-fhir/kiln/smart"
 	"github.com/kiln-fhir/kiln/store"
 	"github.com/kiln-fhir/kiln/store/metered"
+	"github.com/kiln-fhir/kiln/store/mongo"
 	"github.com/kiln-fhir/kiln/store/sqlite"
 )
 
@@ -50,6 +51,10 @@ type serveConfig struct {
 	exportMaxJobs  int
 	exportFileSize int64
 	exportExpiry   time.Duration
+	// mongoURI selects the MongoDB backend instead of the embedded store;
+	// mongoDB names its database (default: the URI's, else "kiln").
+	mongoURI string
+	mongoDB  string
 }
 
 // defaultCache is the read cache's default size: some 20,000 Synthea
@@ -70,6 +75,8 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.oidcClientSecret, "oidc-client-secret", env("KILN_OIDC_CLIENT_SECRET", ""), "Kiln's client secret at the upstream provider (KILN_OIDC_CLIENT_SECRET)")
 	fs.StringVar(&c.logLevel, "log-level", env("KILN_LOG_LEVEL", "info"), "debug, info, warn or error (KILN_LOG_LEVEL)")
 	fs.StringVar(&c.logFormat, "log-format", env("KILN_LOG_FORMAT", "text"), "text or json (KILN_LOG_FORMAT)")
+	fs.StringVar(&c.mongoURI, "mongo-uri", env("KILN_MONGO_URI", ""), "MongoDB connection string; when set, resources live in MongoDB instead of the embedded store (KILN_MONGO_URI)")
+	fs.StringVar(&c.mongoDB, "mongo-db", env("KILN_MONGO_DB", ""), "MongoDB database name; default the URI's, else kiln (KILN_MONGO_DB)")
 	fs.StringVar(&c.searchHandling, "search-handling", env("KILN_SEARCH_HANDLING", "lenient"), "unknown search parameters: lenient (ignored and reported) or strict (400) (KILN_SEARCH_HANDLING)")
 	fs.IntVar(&c.exportWorkers, "export-workers", 2, "bulk exports this process runs at once (KILN_EXPORT_WORKERS)")
 	fs.IntVar(&c.exportMaxJobs, "export-max-jobs", 4, "bulk exports queued or running at once; more get 429 (KILN_EXPORT_MAX_JOBS)")
@@ -77,7 +84,7 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.exportExpiry, "export-expiry", time.Hour, "how long a finished export's files are kept (KILN_EXPORT_EXPIRY)")
 }
 
-func serve(ctx context.Context, args []string) error {
+func serve(ctx context.Context, args []string) (err error) {
 	var cfg serveConfig
 	fs := flag.NewFlagSet("kiln serve", flag.ContinueOnError)
 	cfg.flags(fs)
@@ -105,32 +112,40 @@ func serve(ctx context.Context, args []string) error {
 		return errors.New("--oidc-issuer and --oidc-client-id go together")
 	}
 
-	if err := os.MkdirAll(cfg.data, 0o700); err != nil {
-		return fmt.Errorf("data directory: %w", err)
+	if cfg.mongoURI != "" && cfg.auth == "smart" {
+		// The authorization server's records and the export jobs live in
+		// the embedded store only, for now; serving MongoDB data without
+		// them would mean serving it unguarded.
+		return errors.New("--mongo-uri needs --auth=none in this version: SMART authorization and bulk export are not on the MongoDB backend yet")
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	db, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(cfg.data, "kiln.db"), CacheBytes: cfg.cache})
-	if errors.Is(err, sqlite.ErrLocked) {
-		return fmt.Errorf("another process is using the data directory %s (is another kiln serve running on it?): %w", cfg.data, err)
-	}
+	db, embedded, backend, where, err := openStore(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}
-	st := metered.Wrap(db, "sqlite", reg)
-	reg.MustRegister(
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "kiln_store_cache_hits_total", Help: "Reads of current versions answered by the read cache.",
-		}, func() float64 { hits, _ := db.CacheStats(); return float64(hits) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "kiln_store_cache_misses_total", Help: "Reads of current versions the read cache did not hold (0 with --cache 0).",
-		}, func() float64 { _, misses := db.CacheStats(); return float64(misses) }),
-	)
+	// Closed last, after the HTTP server and the export workers stopped
+	// (it flushes the last commit).
+	defer func() {
+		if cerr := db.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("closing store: %w", cerr)
+		}
+	}()
+	st := metered.Wrap(db, backend, reg)
+	if embedded != nil {
+		reg.MustRegister(
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "kiln_store_cache_hits_total", Help: "Reads of current versions answered by the read cache.",
+			}, func() float64 { hits, _ := embedded.CacheStats(); return float64(hits) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "kiln_store_cache_misses_total", Help: "Reads of current versions the read cache did not hold (0 with --cache 0).",
+			}, func() float64 { _, misses := embedded.CacheStats(); return float64(misses) }),
+		)
+	}
 
 	// Listen first: the SMART audience needs the port when --addr says :0.
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
-		db.Close()
 		return err
 	}
 	restCfg := rest.Config{
@@ -143,9 +158,8 @@ func serve(ctx context.Context, args []string) error {
 	}
 	var authz *smart.Server
 	if cfg.auth == "smart" {
-		if authz, err = newSMART(ctx, cfg, ln.Addr(), db, logger); err != nil {
+		if authz, err = newSMART(ctx, cfg, ln.Addr(), embedded, logger); err != nil {
 			ln.Close()
-			db.Close()
 			return err
 		}
 		e := authz.Endpoints()
@@ -158,37 +172,41 @@ func serve(ctx context.Context, args []string) error {
 	}
 
 	// Bulk export reads and writes the store directly: its scans and
-	// chunked files are not REST calls, and are metered by the job.
-	var exportAuth bulk.Authorizer
-	if authz != nil {
-		exportAuth = exportAuthorizer{authz}
+	// chunked files are not REST calls, and are metered by the job. Its
+	// jobs and files live in the embedded store only, for now.
+	if embedded != nil {
+		var exportAuth bulk.Authorizer
+		if authz != nil {
+			exportAuth = exportAuthorizer{authz}
+		}
+		exports := bulk.New(bulk.Config{
+			Authorizer:  exportAuth,
+			BaseURL:     cfg.baseURL,
+			Workers:     cfg.exportWorkers,
+			MaxJobs:     cfg.exportMaxJobs,
+			MaxFileSize: cfg.exportFileSize,
+			Expiry:      cfg.exportExpiry,
+			Logger:      logger,
+		}, embedded)
+		// Closing hands a running export back, for the next start to
+		// resume; it runs before the store closes (defers run last first).
+		defer exports.Close()
+		handler = withBulk(exports, handler)
 	}
-	exports := bulk.New(bulk.Config{
-		Authorizer:  exportAuth,
-		BaseURL:     cfg.baseURL,
-		Workers:     cfg.exportWorkers,
-		MaxJobs:     cfg.exportMaxJobs,
-		MaxFileSize: cfg.exportFileSize,
-		Expiry:      cfg.exportExpiry,
-		Logger:      logger,
-	}, db)
-	defer exports.Close()
 
 	srv := &http.Server{
 		Addr:              cfg.addr,
-		Handler:           withOps(withBulk(exports, handler), st, reg),
+		Handler:           withOps(handler, st, reg),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	logger.Info("kiln serving", "addr", ln.Addr().String(), "data", cfg.data, "store", "sqlite", "cache_bytes", cfg.cache, "version", version)
+	logger.Info("kiln serving", "addr", ln.Addr().String(), "data", where, "store", backend, "cache_bytes", cfg.cache, "version", version)
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
 	case err := <-errc:
-		exports.Close()
-		db.Close()
 		return err
 	case <-ctx.Done():
 	}
@@ -206,10 +224,6 @@ func serve(ctx context.Context, args []string) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	serr := srv.Shutdown(sctx)
-	exports.Close() // hands a running export back, for the next start to resume
-	if err := db.Close(); err != nil {
-		return fmt.Errorf("closing store: %w", err)
-	}
 	logger.Info("stopped")
 	return serr
 }
@@ -224,6 +238,35 @@ func withBulk(exports *bulk.Handler, api http.Handler) http.Handler {
 		}
 		api.ServeHTTP(w, r)
 	})
+}
+
+// openStore opens the backend the configuration selects: MongoDB with
+// --mongo-uri, the embedded SQLite store otherwise (then also returned as
+// embedded, for what only it provides yet: the read cache's figures, the
+// SMART records and the export jobs). It says which backend, and where
+// the data is (never the URI: it may hold credentials).
+func openStore(ctx context.Context, cfg serveConfig, logger *slog.Logger) (st store.Store, embedded *sqlite.Store, backend, where string, err error) {
+	if cfg.mongoURI != "" {
+		db, err := mongo.Open(ctx, cfg.mongoURI, mongo.Options{Database: cfg.mongoDB, Logger: logger})
+		if err != nil {
+			return nil, nil, "", "", fmt.Errorf("mongodb: %w", err)
+		}
+		return db, nil, "mongo", "mongodb database " + db.Database(), nil
+	}
+	if cfg.mongoDB != "" {
+		return nil, nil, "", "", errors.New("--mongo-db needs --mongo-uri")
+	}
+	if err := os.MkdirAll(cfg.data, 0o700); err != nil {
+		return nil, nil, "", "", fmt.Errorf("data directory: %w", err)
+	}
+	db, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(cfg.data, "kiln.db"), CacheBytes: cfg.cache})
+	if errors.Is(err, sqlite.ErrLocked) {
+		return nil, nil, "", "", fmt.Errorf("another process is using the data directory %s (is another kiln serve running on it?): %w", cfg.data, err)
+	}
+	if err != nil {
+		return nil, nil, "", "", err
+	}
+	return db, db, "sqlite", cfg.data, nil
 }
 
 // withOps adds the operational endpoints beside the FHIR API.

@@ -129,7 +129,7 @@ func indexed(t *testing.T, typ, id string, v int64, at time.Time, members string
 
 func loadCorpus(t *testing.T, s store.Store) {
 	t.Helper()
-	commit(t, s, SearchCorpus(t)...)
+	commitEach(t, s, SearchCorpus(t)...)
 }
 
 // SearchCorpus returns the creates of the resources the search suite
@@ -835,7 +835,7 @@ func testSearchTotals(t *testing.T, s store.Store) {
 func testSearchChanges(t *testing.T, s store.Store) {
 	loadCorpus(t, s)
 	at := searchCorpusAt.Add(time.Hour)
-	commit(t, s,
+	commitEach(t, s,
 		indexed(t, "Patient", "p5", 2, at, `"name":[{"family":"Jones","given":["John"]}],"gender":"male","birthDate":"2000-02-29"`),
 		store.Change{Type: "Observation", ID: "o1", Version: 2, LastUpdated: at, Method: store.MethodDelete},
 	)
@@ -888,7 +888,7 @@ func testSearchPagingWhileWriting(t *testing.T, s store.Store) {
 	for d := 1; d <= 10; d++ {
 		changes = append(changes, obs(fmt.Sprintf("d%02d", d), 1, d))
 	}
-	commit(t, s, changes...)
+	commitEach(t, s, changes...)
 
 	q := typed("Observation", tok("code", "", "x"))
 	q.Sort = []search.SortKey{asc("date", search.Date)}
@@ -901,7 +901,7 @@ func testSearchPagingWhileWriting(t *testing.T, s store.Store) {
 		}
 		got = append(got, matchIDs(p.Matches, false)...)
 		if page == 1 {
-			commit(t, s,
+			commitEach(t, s,
 				obs("early", 1, 2), // before the position: not seen
 				obs("late", 1, 9),  // after: seen, between d08 and d09… or d09 and d10
 				obs("d07", 2, 11),  // moved after d10

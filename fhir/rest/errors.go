@@ -21,6 +21,9 @@ func asOutcome(err error) *outcome.Error {
 	case errors.As(err, &maxErr):
 		return outcome.Newf(http.StatusRequestEntityTooLarge, outcome.CodeTooCostly,
 			"request body exceeds the limit of %d bytes", maxErr.Limit).Wrap(err)
+	case errors.Is(err, store.ErrTooLarge):
+		return outcome.New(http.StatusRequestEntityTooLarge, outcome.CodeTooCostly,
+			"the resource is larger than the store can hold").Wrap(err)
 	case errors.Is(err, store.ErrNotFound):
 		return outcome.New(http.StatusNotFound, outcome.CodeNotFound, "resource not found").Wrap(err)
 	case errors.Is(err, store.ErrGone):
@@ -30,6 +33,12 @@ func asOutcome(err error) *outcome.Error {
 	case errors.Is(err, store.ErrUnsupported):
 		// Kept for the client: it names the parameter and what is missing.
 		return outcome.New(http.StatusBadRequest, outcome.CodeNotSupported, "this search is not supported: "+err.Error()).Wrap(err)
+	case errors.Is(err, store.ErrNoTransactions):
+		// The deployment cannot apply several changes atomically (MongoDB
+		// without a replica set): refused whole rather than half-applied.
+		return outcome.New(http.StatusNotImplemented, outcome.CodeNotSupported,
+			"this server's database cannot apply several changes atomically (no multi-document transactions): "+
+				"send the changes one by one, or run the database as a replica set").Wrap(err)
 	case errors.Is(err, store.ErrInvalidCursor):
 		return outcome.New(http.StatusBadRequest, outcome.CodeValue, "invalid or expired paging cursor").Wrap(err)
 	case errors.Is(err, store.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
