@@ -49,8 +49,9 @@ var smartPatients = []string{
 type smartKiln struct {
 	*kiln
 	data     string
-	base     string   // the FHIR base tokens are issued for (aud)
-	patients []string // the Patient ids, A then B
+	base     string            // the FHIR base tokens are issued for (aud)
+	patients []string          // the Patient ids, A then B
+	bodies   []json.RawMessage // the Patients as imported
 }
 
 // startSMARTKiln imports smartPatients into a fresh data directory and
@@ -72,6 +73,7 @@ func startSMARTKiln(t *testing.T) *smartKiln {
 		t.Fatal(err)
 	}
 	var ids []string
+	var bodies []json.RawMessage
 	for _, b := range bundles {
 		for _, e := range b.Entries {
 			if e.Type == "Patient" {
@@ -81,6 +83,7 @@ func startSMARTKiln(t *testing.T) *smartKiln {
 					p.ID = strings.TrimPrefix(e.FullURL, "urn:uuid:")
 				}
 				ids = append(ids, p.ID)
+				bodies = append(bodies, e.Resource)
 			}
 		}
 	}
@@ -96,7 +99,7 @@ func startSMARTKiln(t *testing.T) *smartKiln {
 	// Without --base-url the audience is http://localhost:PORT
 	// (cmd/kiln/auth.go smartBase); the client calls that very base.
 	base := "http://localhost" + k.base[strings.LastIndexByte(k.base, ':'):]
-	return &smartKiln{kiln: k, data: data, base: base, patients: ids}
+	return &smartKiln{kiln: k, data: data, base: base, patients: ids, bodies: bodies}
 }
 
 // admin runs an admin command of the binary (beside the running server)
@@ -354,6 +357,41 @@ func TestSMARTOnBinary(t *testing.T) {
 		// Another patient's record is refused or looks absent.
 		if status, _, body := fhirGet(t, k.base, "/Patient/"+b, tok.AccessToken); status != http.StatusNotFound && status != http.StatusForbidden {
 			t.Errorf("read B's Patient: %d %.300s", status, body)
+		}
+	})
+
+	t.Run("CORS", func(t *testing.T) {
+		// Browser apps read the FHIR API from the origins of their
+		// registered redirect URIs, and no other.
+		for _, tc := range []struct {
+			method, origin string
+			allowed        bool
+		}{
+			{http.MethodOptions, "https://app.example", true},
+			{http.MethodGet, "https://app.example", true},
+			{http.MethodOptions, "https://evil.example", false},
+			{http.MethodGet, "https://evil.example", false},
+		} {
+			req, _ := http.NewRequest(tc.method, k.base+"/Patient/"+a, nil)
+			req.Header.Set("Origin", tc.origin)
+			if tc.method == http.MethodOptions {
+				req.Header.Set("Access-Control-Request-Method", "GET")
+				req.Header.Set("Access-Control-Request-Headers", "authorization")
+			} else {
+				req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			acao := resp.Header.Get("Access-Control-Allow-Origin")
+			if tc.allowed && (acao != tc.origin || resp.StatusCode/100 != 2) || !tc.allowed && acao != "" {
+				t.Errorf("%s from %s: %d, Access-Control-Allow-Origin %q", tc.method, tc.origin, resp.StatusCode, acao)
+			}
+			if tc.allowed && tc.method == http.MethodOptions && !strings.Contains(strings.ToLower(resp.Header.Get("Access-Control-Allow-Headers")), "authorization") {
+				t.Errorf("preflight does not allow Authorization: %q", resp.Header.Get("Access-Control-Allow-Headers"))
+			}
 		}
 	})
 
