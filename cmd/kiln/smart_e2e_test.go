@@ -408,6 +408,30 @@ func TestSMARTOnBinary(t *testing.T) {
 		}
 	})
 
+	t.Run("introspection", func(t *testing.T) {
+		// RFC 7662 with the token itself as the caller's credential
+		// (README): the live token is active with its patient, a bad
+		// one is 200 {"active": false}.
+		for _, tc := range []struct {
+			token  string
+			active bool
+		}{{tok.AccessToken, true}, {"not-a-token", false}} {
+			req, _ := http.NewRequest(http.MethodPost, k.base+"/auth/introspect", strings.NewReader(url.Values{"token": {tc.token}}.Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			m := jsonObject(t, body)
+			if resp.StatusCode != http.StatusOK || m["active"] != tc.active || tc.active && (m["patient"] != a || m["client_id"] != clientID) {
+				t.Errorf("introspect (active %v): %d %s", tc.active, resp.StatusCode, body)
+			}
+		}
+	})
+
 	t.Run("refresh and revoke", func(t *testing.T) {
 		// app-launch.html#step-5-later-app-uses-a-refresh-token.
 		fresh, err := cfg.TokenSource(ctx, &oauth2.Token{RefreshToken: tok.RefreshToken}).Token()
@@ -436,6 +460,40 @@ func TestSMARTOnBinary(t *testing.T) {
 		}
 		if _, err := cfg.TokenSource(ctx, &oauth2.Token{RefreshToken: fresh.RefreshToken}).Token(); err == nil {
 			t.Error("a revoked refresh token was accepted")
+		}
+	})
+
+	t.Run("EHR launch", func(t *testing.T) {
+		// app-launch.html#launch-app-ehr-launch: `kiln launch` makes the
+		// context (patient B) beside the running server; a practitioner
+		// signs in and the token carries B, and only B.
+		const drPassword = "the doctor's own password"
+		k.admin(t, drPassword+"\n", "user", "add", "--data", k.data, "--username", "dr-e2e", "--password-stdin", "--fhir-user", "Practitioner/e2e")
+		launch, _ := k.admin(t, "", "launch", "--data", k.data, "--patient", b)["launch"].(string)
+		if launch == "" {
+			t.Fatal("kiln launch printed no handle")
+		}
+		ehr := *cfg
+		ehr.Scopes = []string{"launch", "openid", "fhirUser", "patient/*.rs"}
+		verifier := oauth2.GenerateVerifier()
+		state := rand.Text()
+		loc := newUserAgent(t).authorizeCode(ehr.AuthCodeURL(state, oauth2.S256ChallengeOption(verifier),
+			oauth2.SetAuthURLParam("aud", k.base), oauth2.SetAuthURLParam("launch", launch)), "dr-e2e", drPassword)
+		if loc.Query().Get("state") != state {
+			t.Fatalf("redirect %v: state not echoed", loc)
+		}
+		etok, err := ehr.Exchange(ctx, loc.Query().Get("code"), oauth2.VerifierOption(verifier))
+		if err != nil {
+			t.Fatalf("code exchange: %v", err)
+		}
+		if etok.Extra("patient") != b {
+			t.Errorf("EHR launch token patient = %v, want %s", etok.Extra("patient"), b)
+		}
+		if status, _, _ := fhirGet(t, k.base, "/Patient/"+b, etok.AccessToken); status != http.StatusOK {
+			t.Errorf("read the launch patient: %d", status)
+		}
+		if status, _, _ := fhirGet(t, k.base, "/Patient/"+a, etok.AccessToken); status != http.StatusNotFound && status != http.StatusForbidden {
+			t.Errorf("read another patient with a patient/ scope: %d", status)
 		}
 	})
 
