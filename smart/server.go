@@ -362,22 +362,39 @@ func (s *Server) tokenCORS(w http.ResponseWriter, r *http.Request, clientID stri
 // allowed to send the real request, which tokenCORS then checks.
 func (s *Server) tokenPreflight(w http.ResponseWriter, r *http.Request) {
 	origin := r.Header.Get("Origin")
-	recs, err := s.rs.ListRecords(r.Context(), kindClient)
+	ok, err := s.RegisteredOrigin(r.Context(), origin)
 	if err != nil {
 		s.serverError(w, err)
 		return
 	}
+	if ok {
+		w.Header().Set("Access-Control-Allow-Origin", origin)
+		w.Header().Set("Access-Control-Allow-Methods", "POST, OPTIONS")
+		w.Header().Set("Access-Control-Allow-Headers", "Accept, Authorization, Content-Type")
+		w.Header().Add("Vary", "Origin")
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// RegisteredOrigin reports whether origin (scheme://host[:port], as a
+// browser sends it in Origin) is the origin of a redirect URI some
+// client registered: the browser apps the FHIR API answers across
+// origins (CORS).
+func (s *Server) RegisteredOrigin(ctx context.Context, origin string) (bool, error) {
+	if origin == "" || origin == "null" {
+		return false, nil
+	}
+	recs, err := s.rs.ListRecords(ctx, kindClient)
+	if err != nil {
+		return false, err
+	}
 	for _, rec := range recs {
 		var c Client
 		if json.Unmarshal(rec.Value, &c) == nil && slices.Contains(c.origins(), origin) {
-			w.Header().Set("Access-Control-Allow-Origin", origin)
-			w.Header().Set("Access-Control-Allow-Methods", "POST, OPTIONS")
-			w.Header().Set("Access-Control-Allow-Headers", "Accept, Authorization, Content-Type")
-			w.Header().Add("Vary", "Origin")
-			break
+			return true, nil
 		}
 	}
-	w.WriteHeader(http.StatusNoContent)
+	return false, nil
 }
 
 // token is the token endpoint (RFC 6749 §3.2, app-launch.html,

@@ -100,7 +100,7 @@ func withSMART(api http.Handler, authz *smart.Server, base string) http.Handler 
 	mux := http.NewServeMux()
 	mux.Handle("/.well-known/", toSMART)
 	mux.Handle("/auth/", toSMART)
-	mux.Handle("/", api)
+	mux.Handle("/", apiCORS(api, authz))
 	return mux
 }
 
@@ -192,4 +192,39 @@ func lastTwo(ref string) string {
 		return ""
 	}
 	return parts[len(parts)-2] + "/" + parts[len(parts)-1]
+}
+
+// apiCORS lets the browser apps registered with the authorization server
+// call the FHIR API from their own origins, the origins of their redirect
+// URIs (SMART App Launch: a browser app reads the FHIR API with its
+// token; issue 5: CORS from each client's registered origins). The
+// bearer token is what grants access; CORS only decides which pages may
+// read the answers, so an origin is allowed when any client registered
+// it, and an unregistered origin gets no CORS headers at all.
+// /metadata answers every origin itself (fhir/rest).
+func apiCORS(api http.Handler, authz *smart.Server) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		origin := r.Header.Get("Origin")
+		if origin == "" || r.URL.Path == "/metadata" {
+			api.ServeHTTP(w, r)
+			return
+		}
+		h := w.Header()
+		h.Add("Vary", "Origin")
+		if ok, err := authz.RegisteredOrigin(r.Context(), origin); err != nil || !ok {
+			api.ServeHTTP(w, r)
+			return
+		}
+		h.Set("Access-Control-Allow-Origin", origin)
+		h.Set("Access-Control-Expose-Headers", "Content-Location, ETag, Last-Modified, Location, WWW-Authenticate, X-Request-Id")
+		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+			// A preflight: the FHIR API itself has no OPTIONS.
+			h.Set("Access-Control-Allow-Methods", "GET, HEAD, POST, PUT, PATCH, DELETE")
+			h.Set("Access-Control-Allow-Headers", "Accept, Authorization, Content-Type, If-Match, If-Modified-Since, If-None-Exist, If-None-Match, Prefer, X-Request-Id")
+			h.Set("Access-Control-Max-Age", "600")
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		api.ServeHTTP(w, r)
+	})
 }
