@@ -13,7 +13,8 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/kiln
 
 # Builds and starts the server on http://localhost:8080, data under ./data.
-# Authorization is off (SMART lands later): do not expose this port.
+# Development mode: authorization is off (--auth=none), so do not expose
+# this port; `bin/kiln serve` without --auth runs SMART authorization.
 run: build
 	$(BIN) serve --addr :8080 --data ./data --auth=none
 
