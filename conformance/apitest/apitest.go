@@ -32,6 +32,12 @@ type Options struct {
 	// SkipCorpus leaves out the search corpus, which needs an empty server
 	// and loads some 1,600 resources.
 	SkipCorpus bool
+	// NoTransactions says the server cannot apply several changes
+	// atomically (MongoDB without a replica set) and refuses a
+	// transaction of several changes whole, with 501. The scenarios
+	// that need one are skipped; "transaction refused whole" checks the
+	// refusal and that nothing was stored. Batches still run.
+	NoTransactions bool
 }
 
 // Client is a tiny FHIR HTTP client over a base URL.
@@ -123,6 +129,7 @@ func Run(t *testing.T, base string, opts Options) {
 		{"operations headers", testOperationalHeaders},
 		{"examples round trip", testExamples},
 		{"transaction", testTransaction},
+		{"transaction refused whole", testTransactionRefused},
 		{"batch", testBatch},
 		{"bundle bad input", testBundleBadInput},
 		{"patch", testPatch},
@@ -133,6 +140,16 @@ func Run(t *testing.T, base string, opts Options) {
 }
 
 // --- helpers shared by the scenarios ---
+
+// needTransactions skips a scenario that commits a transaction of several
+// changes on a server that refuses those (Options.NoTransactions).
+func needTransactions(t *testing.T, opts Options) {
+	t.Helper()
+	if opts.NoTransactions {
+		t.Skip("Options.NoTransactions: the server refuses transactions of several changes (501); " +
+			"\"transaction refused whole\" checks the refusal instead")
+	}
+}
 
 func expectStatus(t testing.TB, r Response, want int, what string) {
 	t.Helper()

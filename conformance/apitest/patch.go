@@ -11,7 +11,7 @@ import (
 
 const jsonPatch = "application/json-patch+json"
 
-func testPatch(t *testing.T, c *Client, _ Options) {
+func testPatch(t *testing.T, c *Client, opts Options) {
 	id := uniqueID("patch")
 	narrative := `"text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">Ann Patch, inactive</div>"}`
 	start := fmt.Sprintf(`{"resourceType":"Patient","id":%q,%s,"active":false,"name":[{"family":"Patch","given":["Ann"]}],
@@ -129,6 +129,7 @@ func testPatch(t *testing.T, c *Client, _ Options) {
 	})
 
 	t.Run("PATCH entries in a transaction", func(t *testing.T) {
+		needTransactions(t, opts)
 		a, _ := create(t, c, "Patient", patient("", "TxPatchA"))
 		b, _ := create(t, c, "Patient", patient("", "TxPatchB"))
 		jp := base64.StdEncoding.EncodeToString([]byte(`[{"op":"replace","path":"/gender","value":"other"}]`))

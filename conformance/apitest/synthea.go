@@ -16,6 +16,7 @@ import (
 // them resolves, and that the number of resources per type grew by what
 // the bundles hold.
 func testSyntheaTransactions(t *testing.T, c *Client, opts Options) {
+	needTransactions(t, opts)
 	files, err := syntheaFiles(opts)
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no Synthea bundles (Options.Synthea or testdata/synthea): %v", err)

@@ -54,7 +54,7 @@ func idOfLocation(t testing.TB, loc string) string {
 	return parts[0] + "/" + parts[1]
 }
 
-func testTransaction(t *testing.T, c *Client, _ Options) {
+func testTransaction(t *testing.T, c *Client, opts Options) {
 	t.Run("the CapabilityStatement lists batch, transaction and patch", func(t *testing.T) {
 		m := c.Do("GET", "/metadata", nil).JSON(t)
 		rest := m["rest"].([]any)[0].(map[string]any)
@@ -73,6 +73,7 @@ func testTransaction(t *testing.T, c *Client, _ Options) {
 		}
 	})
 	t.Run("A-BT-08 urn:uuid references rewritten everywhere; A-BT-12 response", func(t *testing.T) {
+		needTransactions(t, opts)
 		pat := "urn:uuid:2b3f6a1c-0000-4000-8000-000000000000"
 		obs := "urn:uuid:9d1e2f3a-0000-4000-8000-000000000001"
 		body := bundleOf("transaction",
@@ -123,6 +124,7 @@ func testTransaction(t *testing.T, c *Client, _ Options) {
 	})
 
 	t.Run("A-BT-06 processing order: DELETE, POST, PUT, GET", func(t *testing.T) {
+		needTransactions(t, opts)
 		a, b := uniqueID("order-a"), uniqueID("order-b")
 		expectStatus(t, c.Do("PUT", "/Patient/"+a, []byte(patient(a, "Before"))), 201, "create a")
 		expectStatus(t, c.Do("PUT", "/Patient/"+b, []byte(patient(b, "Doomed"))), 201, "create b")
@@ -180,6 +182,7 @@ func testTransaction(t *testing.T, c *Client, _ Options) {
 	})
 
 	t.Run("A-BT-14 conditional update and delete inside a transaction", func(t *testing.T) {
+		needTransactions(t, opts)
 		sys := uniqueID("http://example.org/cud")
 		doomed, _ := create(t, c, "Patient", fmt.Sprintf(`{"resourceType":"Patient","identifier":[{"system":%q,"value":"del"}]}`, sys))
 		kept, _ := create(t, c, "Patient", fmt.Sprintf(`{"resourceType":"Patient","identifier":[{"system":%q,"value":"upd"}]}`, sys))
@@ -216,6 +219,7 @@ func testTransaction(t *testing.T, c *Client, _ Options) {
 	})
 
 	t.Run("A-BT-11 conditional reference resolved to a literal one", func(t *testing.T) {
+		needTransactions(t, opts)
 		sys := uniqueID("http://example.org/cref")
 		target, _ := create(t, c, "Patient", fmt.Sprintf(`{"resourceType":"Patient","identifier":[{"system":%q,"value":"7"}]}`, sys))
 		ref := fmt.Sprintf("Patient?identifier=%s|7", sys)
@@ -231,6 +235,7 @@ func testTransaction(t *testing.T, c *Client, _ Options) {
 	})
 
 	t.Run("A-BT-09 PUT with an absolute fullUrl; relative references resolved against it", func(t *testing.T) {
+		needTransactions(t, opts)
 		id := uniqueID("abs")
 		body := bundleOf("transaction",
 			fmt.Sprintf(`{"fullUrl":"http://other.example.org/fhir/Patient/%s","resource":%s,"request":{"method":"PUT","url":"Patient/%s"}}`, id, patient(id, "Abs"), id),
@@ -450,4 +455,36 @@ func typeOf(res string) string {
 	var head struct{ ResourceType string }
 	json.Unmarshal([]byte(res), &head)
 	return head.ResourceType
+}
+
+// testTransactionRefused: a server that cannot apply several changes
+// atomically (Options.NoTransactions) refuses a transaction of several
+// changes whole — 501 with an OperationOutcome — and stores none of them
+// (http.html#transaction: "all or nothing"; half-applying is never
+// allowed).
+func testTransactionRefused(t *testing.T, c *Client, opts Options) {
+	if !opts.NoTransactions {
+		t.Skip("the server applies transactions of several changes: the transaction scenarios cover them")
+	}
+	kept, doomed := uniqueID("refused-kept"), uniqueID("refused-doomed")
+	expectStatus(t, c.Do("PUT", "/Patient/"+kept, []byte(patient(kept, "Kept"))), 201, "create kept")
+	expectStatus(t, c.Do("PUT", "/Patient/"+doomed, []byte(patient(doomed, "Doomed"))), 201, "create doomed")
+	pat := "urn:uuid:5c0ffee0-0000-4000-8000-000000000000"
+	body := bundleOf("transaction",
+		fmt.Sprintf(`{"fullUrl":%q,"resource":%s,"request":{"method":"POST","url":"Patient"}}`, pat, patient("", "New")),
+		fmt.Sprintf(`{"resource":{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":%q}},"request":{"method":"POST","url":"Observation"}}`, pat),
+		fmt.Sprintf(`{"resource":%s,"request":{"method":"PUT","url":"Patient/%s"}}`, patient(kept, "Changed"), kept),
+		fmt.Sprintf(`{"request":{"method":"DELETE","url":"Patient/%s"}}`, doomed),
+	)
+	before := systemTotal(t, c)
+	expectOutcome(t, c.Do("POST", "/", body), 501, "transaction of four changes without transactions")
+	if after := systemTotal(t, c); after != before {
+		t.Errorf("the refused transaction stored %d versions", after-before)
+	}
+	r := c.Do("GET", "/Patient/"+kept, nil)
+	expectStatus(t, r, 200, "read kept")
+	if v, _ := meta(t, r.JSON(t)); v != "1" || strings.Contains(string(r.Body), "Changed") {
+		t.Errorf("the refused PUT changed Patient/%s (version %s)", kept, v)
+	}
+	expectStatus(t, c.Do("GET", "/Patient/"+doomed, nil), 200, "the refused DELETE's target")
 }

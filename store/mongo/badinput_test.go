@@ -222,3 +222,47 @@ func TestLargeDocuments(t *testing.T) {
 		t.Errorf("after the refused commit: %v, want ErrNotFound", err)
 	}
 }
+
+// TestMalformedClauses: a clause shape the compiler does not know is an
+// error, never an empty filter. Access control narrows searches with Any,
+// All and _type (search.Clause); a part dropped silently would widen the
+// result to resources the client may not see.
+func TestMalformedClauses(t *testing.T) {
+	srv := mongotest.Start(t)
+	s := openStore(t, srv)
+	create(t, s, "Patient", "p1", `"gender":"female"`)
+	create(t, s, "Observation", "o1", `"status":"final","subject":{"reference":"Patient/p1"}`)
+	status := search.Clause{Param: "status", Type: search.Token, Values: []search.Value{{Raw: "final", Code: "final"}}}
+	isObs := search.Clause{Param: "_type", Type: search.Token, Values: []search.Value{{Raw: "Observation", Code: "Observation"}}}
+	for _, tc := range []struct {
+		name string
+		cl   search.Clause
+	}{
+		{"no parameter", search.Clause{Type: search.Token, Values: status.Values}},
+		{"empty all", search.Clause{All: []search.Clause{}}},
+		{"any and all at once", search.Clause{Any: []search.Clause{status}, All: []search.Clause{isObs}}},
+		{"all and a chain at once", search.Clause{Param: "subject", All: []search.Clause{status},
+			Chain: &search.Chain{Types: []string{"Patient"}, Filter: status}}},
+		{"all with a parameter", search.Clause{Param: "status", Values: status.Values, All: []search.Clause{isObs}}},
+		{"any with values", search.Clause{Values: status.Values, Any: []search.Clause{isObs}}},
+		{"_type with a modifier", search.Clause{Param: "_type", Type: search.Token, Modifier: "not", Values: isObs.Values}},
+		{"unknown type inside all", search.Clause{All: []search.Clause{isObs, {Param: "status", Type: "bogus", Values: status.Values}}}},
+		{"a shapeless part inside all inside any", search.Clause{Any: []search.Clause{{All: []search.Clause{isObs, {}}}}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			q := search.Query{Types: []string{"Observation", "Patient"}, Count: 100, Filter: []search.Clause{tc.cl}}
+			p, err := s.Search(t.Context(), &q)
+			if err == nil {
+				t.Fatalf("Search accepted the clause and matched %d resources", len(p.Matches))
+			}
+		})
+	}
+	// The well-formed neighbours: _type confines, a system on it matches nothing.
+	if got := ids(t, s, search.Query{Filter: []search.Clause{isObs}}); !slices.Equal(got, []string{"o1"}) {
+		t.Errorf("_type=Observation: %v, want [o1]", got)
+	}
+	withSystem := search.Clause{Param: "_type", Type: search.Token, Values: []search.Value{{System: "x", HasSystem: true, Code: "Observation"}}}
+	if got := ids(t, s, search.Query{Filter: []search.Clause{withSystem}}); len(got) != 0 {
+		t.Errorf("_type=x|Observation: %v, want none", got)
+	}
+}

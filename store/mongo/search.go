@@ -24,6 +24,9 @@ import (
 // text: a value shaped like an operator ({"$ne":1}) is a string, and
 // regular expressions are built only from regexp.QuoteMeta of the value.
 //
+// The server's own shapes (search.Clause): Any is an $or, All an $and,
+// _type a test of the document's type; a shape not known here is an error.
+//
 // Chains and _has are semi-joins run as their own indexed queries first:
 // the ids of the matching targets (at most maxJoin) become an $in of the
 // outer filter. (FerretDB, the test stand-in, has no $lookup.)
@@ -415,8 +418,18 @@ func (c *compiler) groupedIDs(pipe bson.A) (bson.A, error) {
 
 func cmp(op string, v any) bson.D { return bson.D{{Key: op, Value: v}} }
 
+// clause compiles one clause to a filter of resources of types. Every
+// shape of search.Clause is compiled here or refused: a shape this
+// compiler does not know (two shapes at once, no parameter) is an error,
+// never an empty filter, which would match everything (access control
+// narrows searches with Any, All and _type: widening would leak).
 func (c *compiler) clause(cl *search.Clause, types []string) (bson.D, error) {
+	if err := checkShape(cl); err != nil {
+		return nil, err
+	}
 	switch {
+	case cl.All != nil:
+		return c.all(cl, types)
 	case cl.Any != nil:
 		var fs []bson.D
 		for i := range cl.Any {
@@ -433,6 +446,8 @@ func (c *compiler) clause(cl *search.Clause, types []string) (bson.D, error) {
 		return c.chain(cl, types)
 	case cl.Param == "_id":
 		return c.id(cl)
+	case cl.Param == "_type":
+		return resourceType(cl)
 	case cl.Param == "_lastUpdated":
 		return c.lastUpdated(cl)
 	case cl.Modifier == "missing":
@@ -544,6 +559,74 @@ func (c *compiler) clause(cl *search.Clause, types []string) (bson.D, error) {
 		return not(f), nil
 	}
 	return f, nil
+}
+
+// checkShape refuses a clause that is not exactly one of the shapes
+// search.Clause documents: a disjunction (Any), a conjunction (All), a
+// reverse chain (Has), or a parameter with values, possibly chained.
+func checkShape(cl *search.Clause) error {
+	shapes := 0
+	for _, set := range []bool{cl.Any != nil, cl.All != nil, cl.Has != nil, cl.Chain != nil} {
+		if set {
+			shapes++
+		}
+	}
+	switch {
+	case shapes > 1:
+		return fmt.Errorf("%q: a clause of several shapes (any, all, _has, chain)", cl.Param)
+	case shapes == 1 && cl.Chain == nil && (cl.Param != "" || len(cl.Values) > 0):
+		return fmt.Errorf("%q: a parameter and values on an any, all or _has clause", cl.Param)
+	case shapes == 0 && cl.Param == "":
+		return fmt.Errorf("a clause without a parameter")
+	}
+	return nil
+}
+
+// all matches when every one of cl.All does (access control: a
+// compartment and a granular scope restriction, search.Clause.All): an
+// $and of the parts, evaluated by the server like the query's own clauses.
+func (c *compiler) all(cl *search.Clause, types []string) (bson.D, error) {
+	if len(cl.All) == 0 {
+		return nil, fmt.Errorf("an empty conjunction")
+	}
+	var and bson.A
+	for i := range cl.All {
+		f, err := c.clause(&cl.All[i], types)
+		if err != nil {
+			return nil, err
+		}
+		if len(f) > 0 { // matchAll adds no condition
+			and = append(and, f)
+		}
+	}
+	switch len(and) {
+	case 0:
+		return matchAll, nil
+	case 1:
+		return and[0].(bson.D), nil
+	}
+	return bson.D{{Key: "$and", Value: and}}, nil
+}
+
+// resourceType answers the server's _type clause (search.Clause.Param):
+// the resource's own type is one of the values' codes. Access control
+// puts it inside Any and All to confine each type of a several-type
+// search by that type's rule.
+func resourceType(cl *search.Clause) (bson.D, error) {
+	if cl.Modifier != "" {
+		return nil, unsupported(cl, "_type takes no modifier")
+	}
+	names := bson.A{}
+	for _, v := range cl.Values {
+		if v.System != "" || v.Code == "" {
+			continue // a resource type has no system
+		}
+		names = append(names, v.Code)
+	}
+	if len(names) == 0 {
+		return matchNone, nil
+	}
+	return bson.D{{Key: "type", Value: cmp("$in", names)}}, nil
 }
 
 // prefixRegex is a case-sensitive, anchored starts-with: MongoDB answers
