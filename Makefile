@@ -6,6 +6,9 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 # Benchmarks: one pass each by default; BENCHTIME=5s for steadier figures.
 BENCHTIME ?= 1x
 BENCHCOUNT ?= 1
+# Which benchmarks and packages: e.g. make bench BENCH=Ingest PKG=./cmd/kiln
+BENCH ?= .
+PKG ?= ./...
 
 .PHONY: run build test vet fmt bench clean
 
@@ -32,7 +35,7 @@ fmt:
 
 # Benchmarks against baselines measured in the same run; see README.
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -count $(BENCHCOUNT) -timeout 60m ./...
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -count $(BENCHCOUNT) -timeout 60m $(PKG)
 
 clean:
 	rm -rf bin

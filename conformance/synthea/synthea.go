@@ -8,6 +8,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+
+	"github.com/google/uuid"
 )
 
 // Entry is one entry of a bundle: its fullUrl, its resource type and the
@@ -73,4 +76,29 @@ func Entries(dir string) ([]Entry, error) {
 		out = append(out, b.Entries...)
 	}
 	return out, nil
+}
+
+// Renew returns a copy of a Synthea transaction bundle (the file's bytes)
+// in which every urn:uuid fullUrl's uuid is replaced by a fresh one, at
+// every occurrence: in fullUrl, in the resource's id and in every
+// reference to it. The copy is a new set of patients as far as a store is
+// concerned, so that benchmarks loading the same files again do real work.
+func Renew(bundle []byte) ([]byte, error) {
+	var b struct {
+		Entry []struct {
+			FullURL string `json:"fullUrl"`
+		} `json:"entry"`
+	}
+	if err := json.Unmarshal(bundle, &b); err != nil {
+		return nil, fmt.Errorf("synthea: %w", err)
+	}
+	var pairs []string
+	for _, e := range b.Entry {
+		old, ok := strings.CutPrefix(e.FullURL, "urn:uuid:")
+		if !ok {
+			return nil, fmt.Errorf("synthea: fullUrl %q is not a urn:uuid", e.FullURL)
+		}
+		pairs = append(pairs, old, uuid.NewString())
+	}
+	return []byte(strings.NewReplacer(pairs...).Replace(string(bundle))), nil
 }
