@@ -26,6 +26,10 @@ import (
 // marks the job running for itself. Every later write of the worker is
 // conditional on owner: one that lost its lease gets
 // store.ErrVersionConflict, one whose job was cancelled store.ErrNotFound.
+// On MongoDB that condition is atomic. On FerretDB it is not (read, then
+// write back): a stalled owner's UpdateJob that races the take-over's own
+// update can hand the job back to the stalled owner; FerretDB is a test
+// server, and a deployment runs on MongoDB.
 //
 // job_chunks: the files' contents in numbered chunks ({job, file, n,
 // data}, the GridFS layout: files are written and served a chunk at a
@@ -267,20 +271,30 @@ func (s *Store) owned(ctx context.Context, job, owner string) error {
 }
 
 // PutChunk stores chunk n of a job's file, if owner still holds the job.
-// Writing a chunk again replaces it. When the job is deleted while the
-// chunk is written, the worker removes what it left (and gets
-// ErrNotFound).
+// Writing a chunk again replaces it. Ownership is checked again after the
+// write: a worker whose job was deleted meanwhile removes what it left
+// (ErrNotFound), and one that lost the job is told so
+// (ErrVersionConflict). A chunk a stalled owner wrote after the take-over
+// stays: the new owner reads the same snapshot in the same order, so it
+// writes that chunk too, with the same content, and replaces it. (The
+// chunk is not taken back, since by then it may hold the new owner's
+// write.)
 func (s *Store) PutChunk(ctx context.Context, job, owner, file string, n int, data []byte) error {
 	if err := s.owned(ctx, job, owner); err != nil {
 		return fmt.Errorf("mongo: put chunk %s/%s/%d: %w", job, file, n, err)
 	}
-	_, err := s.chunks.UpdateOne(ctx, bson.D{{Key: "job", Value: job}, {Key: "file", Value: file}, {Key: "n", Value: n}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: "data", Value: binary(data)}}}}, options.UpdateOne().SetUpsert(true))
+	key := bson.D{{Key: "job", Value: job}, {Key: "file", Value: file}, {Key: "n", Value: n}}
+	_, err := s.chunks.UpdateOne(ctx, key,
+		bson.D{{Key: "$set", Value: bson.D{{Key: "data", Value: binary(data)}, {Key: "owner", Value: owner}}}},
+		options.UpdateOne().SetUpsert(true))
 	if err != nil {
 		return fmt.Errorf("mongo: put chunk %s/%s/%d: %w", job, file, n, s.mapErr(ctx, err))
 	}
-	if _, err := s.Job(ctx, job); errors.Is(err, store.ErrNotFound) {
+	switch err := s.owned(ctx, job, owner); {
+	case errors.Is(err, store.ErrNotFound):
 		_ = s.dropJobData(context.WithoutCancel(ctx), job)
+		return fmt.Errorf("mongo: put chunk %s/%s/%d: %w", job, file, n, err)
+	case err != nil:
 		return fmt.Errorf("mongo: put chunk %s/%s/%d: %w", job, file, n, err)
 	}
 	return nil
