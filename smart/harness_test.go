@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/oauth2"
 
+	"github.com/kiln-fhir/kiln/store"
 	"github.com/kiln-fhir/kiln/store/sqlite"
 )
 
@@ -39,8 +40,8 @@ const appRedirect = "https://app.example/callback"
 type env struct {
 	t    *testing.T
 	srv  *httptest.Server
-	st   *sqlite.Store
-	path string // the SQLite file
+	st   recordStore
+	path string // the SQLite file (empty on another backend)
 	s    *Server
 	base string
 	// last response headers seen by the oauth2 client's transport
@@ -56,7 +57,21 @@ func newEnv(t *testing.T, tweak func(*Config)) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	e := &env{t: t, st: st, path: path}
+	e := newEnvOn(t, tweak, st)
+	e.path = path
+	return e
+}
+
+// recordStore is a backend's store as the tests use it.
+type recordStore interface {
+	store.Records
+	Close() error
+}
+
+// newEnvOn is newEnv on the records of another backend.
+func newEnvOn(t *testing.T, tweak func(*Config), st recordStore) *env {
+	t.Helper()
+	e := &env{t: t, st: st}
 	var h http.Handler
 	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.ServeHTTP(w, r) }))
 	t.Cleanup(e.srv.Close)
@@ -65,6 +80,7 @@ func newEnv(t *testing.T, tweak func(*Config)) *env {
 	if tweak != nil {
 		tweak(&cfg)
 	}
+	var err error
 	e.s, err = New(t.Context(), cfg, st)
 	if err != nil {
 		t.Fatal(err)

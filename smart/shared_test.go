@@ -3,14 +3,20 @@ package smart
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	jose "github.com/go-jose/go-jose/v3"
 
+	"github.com/kiln-fhir/kiln/store/mongo"
+	"github.com/kiln-fhir/kiln/store/mongo/mongotest"
 	"github.com/kiln-fhir/kiln/store/sqlite"
 )
 
@@ -24,6 +30,30 @@ func TestSharedStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st2.Close()
+	sharedStore(t, e, st2)
+}
+
+// TestSharedStoreOnMongo is TestSharedStore with two Kiln processes on one
+// MongoDB database (issue 7, scale-out): FerretDB in-process, or
+// KILN_TEST_MONGO_URI.
+func TestSharedStoreOnMongo(t *testing.T) {
+	srv := mongotest.Start(t)
+	db := fmt.Sprintf("smart_shared_%d", time.Now().UnixNano())
+	open := func() *mongo.Store {
+		st, err := mongo.Open(t.Context(), srv.URI, mongo.Options{Database: db,
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		return st
+	}
+	sharedStore(t, newEnvOn(t, nil, open()), open())
+}
+
+// sharedStore checks that a second server on st2, the store of e seen
+// through another handle, agrees with e's on everything.
+func sharedStore(t *testing.T, e *env, st2 Records) {
 	b, err := New(t.Context(), Config{BaseURL: e.base}, st2)
 	if err != nil {
 		t.Fatal(err)

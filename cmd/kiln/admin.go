@@ -8,17 +8,22 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/kiln-fhir/kiln/smart"
+	"github.com/kiln-fhir/kiln/store"
+	"github.com/kiln-fhir/kiln/store/mongo"
 	"github.com/kiln-fhir/kiln/store/sqlite"
 )
 
-// The admin commands open the SQLite file directly, beside a running
-// server if need be: every record they write is one statement, which
-// SQLite serialises with the server's writes.
+// The admin commands open the store directly, beside running servers if
+// need be: the SQLite file (every record they write is one statement,
+// which SQLite serialises with the server's writes) or, with --mongo-uri,
+// the MongoDB database the servers share (records are written with the
+// same atomic operations the servers use).
 
 // listFlag collects a flag given several times.
 type listFlag []string
@@ -26,11 +31,40 @@ type listFlag []string
 func (l *listFlag) String() string     { return strings.Join(*l, " ") }
 func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
-func openData(ctx context.Context, data string) (*sqlite.Store, error) {
-	if _, err := os.Stat(data); err != nil {
+// recordStore is what the admin commands write to.
+type recordStore interface {
+	store.Records
+	Close() error
+}
+
+// storeFlags are the flags that say which store an admin command opens.
+type storeFlags struct{ data, mongoURI, mongoDB *string }
+
+func addStoreFlags(fs *flag.FlagSet) storeFlags {
+	return storeFlags{
+		data:     fs.String("data", env("KILN_DATA", "./data"), "data directory (KILN_DATA)"),
+		mongoURI: fs.String("mongo-uri", env("KILN_MONGO_URI", ""), "MongoDB connection string of the servers' store, instead of --data (KILN_MONGO_URI)"),
+		mongoDB:  fs.String("mongo-db", env("KILN_MONGO_DB", ""), "MongoDB database name; default the URI's, else kiln (KILN_MONGO_DB)"),
+	}
+}
+
+func (f storeFlags) open(ctx context.Context) (recordStore, error) {
+	if *f.mongoURI != "" {
+		// Startup notes go to stderr at warn level: stdout is the JSON answer.
+		logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		st, err := mongo.Open(ctx, *f.mongoURI, mongo.Options{Database: *f.mongoDB, Logger: logger})
+		if err != nil {
+			return nil, fmt.Errorf("mongodb: %w", err)
+		}
+		return st, nil
+	}
+	if *f.mongoDB != "" {
+		return nil, errors.New("--mongo-db needs --mongo-uri")
+	}
+	if _, err := os.Stat(*f.data); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
-	return sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(data, "kiln.db"), RecordsOnly: true})
+	return sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(*f.data, "kiln.db"), RecordsOnly: true})
 }
 
 // clientCmd is `kiln client add`: it registers a SMART app and prints
@@ -41,10 +75,10 @@ func clientCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		return clientApply(ctx, args[1:], stdout)
 	}
 	if len(args) == 0 || args[0] != "add" {
-		return errors.New("usage: kiln client add --data DIR --name NAME --redirect-uri URI [--public] [--jwks FILE|--jwks-url URL] [--scope SCOPES]\n       kiln client apply --data DIR --file CLIENTS.json")
+		return errors.New("usage: kiln client add --data DIR|--mongo-uri URI --name NAME --redirect-uri URI [--public] [--jwks FILE|--jwks-url URL] [--scope SCOPES]\n       kiln client apply --data DIR|--mongo-uri URI --file CLIENTS.json")
 	}
 	fs := flag.NewFlagSet("kiln client add", flag.ContinueOnError)
-	data := fs.String("data", env("KILN_DATA", "./data"), "data directory (KILN_DATA)")
+	data := addStoreFlags(fs)
 	name := fs.String("name", "", "the app's name, shown on the consent page")
 	var redirects listFlag
 	fs.Var(&redirects, "redirect-uri", "a redirect URI, matched exactly (repeat for several)")
@@ -63,7 +97,7 @@ func clientCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		spec.JWKS = b
 	}
-	st, err := openData(ctx, *data)
+	st, err := data.open(ctx)
 	if err != nil {
 		return err
 	}
@@ -81,7 +115,7 @@ func clientCmd(ctx context.Context, args []string, stdout io.Writer) error {
 // with fixed ids (smart.ApplyClients), applied as a whole or not at all.
 func clientApply(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("kiln client apply", flag.ContinueOnError)
-	data := fs.String("data", env("KILN_DATA", "./data"), "data directory (KILN_DATA)")
+	data := addStoreFlags(fs)
 	file := fs.String("file", "", "JSON array of clients: client_id, client_name, redirect_uris, public, client_secret, jwks, jwks_uri, scope")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -90,7 +124,7 @@ func clientApply(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	st, err := openData(ctx, *data)
+	st, err := data.open(ctx)
 	if err != nil {
 		return err
 	}
@@ -108,10 +142,10 @@ func clientApply(ctx context.Context, args []string, stdout io.Writer) error {
 // the first line of standard input (never a flag, which ps would show).
 func userCmd(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) error {
 	if len(args) == 0 || args[0] != "add" {
-		return errors.New("usage: kiln user add --data DIR --username U --password-stdin|--oidc-issuer ISS --oidc-subject SUB [--fhir-user Patient/123|Practitioner/456]")
+		return errors.New("usage: kiln user add --data DIR|--mongo-uri URI --username U --password-stdin|--oidc-issuer ISS --oidc-subject SUB [--fhir-user Patient/123|Practitioner/456]")
 	}
 	fs := flag.NewFlagSet("kiln user add", flag.ContinueOnError)
-	data := fs.String("data", env("KILN_DATA", "./data"), "data directory (KILN_DATA)")
+	data := addStoreFlags(fs)
 	username := fs.String("username", "", "the login name")
 	pwStdin := fs.Bool("password-stdin", false, "read the password from the first line of standard input (required)")
 	fhirUser := fs.String("fhir-user", "", "the person resource of this user: Patient/ID, Practitioner/ID, RelatedPerson/ID or Person/ID")
@@ -136,7 +170,7 @@ func userCmd(ctx context.Context, args []string, stdin io.Reader, stdout io.Writ
 			return errors.New("the password on standard input is empty")
 		}
 	}
-	st, err := openData(ctx, *data)
+	st, err := data.open(ctx)
 	if err != nil {
 		return err
 	}
@@ -157,13 +191,13 @@ func userCmd(ctx context.Context, args []string, stdin io.Reader, stdout io.Writ
 // printed as the launch handle to pass with iss to the app's launch URL.
 func launchCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("kiln launch", flag.ContinueOnError)
-	data := fs.String("data", env("KILN_DATA", "./data"), "data directory (KILN_DATA)")
+	data := addStoreFlags(fs)
 	patient := fs.String("patient", "", "patient id of the launch context")
 	encounter := fs.String("encounter", "", "encounter id of the launch context")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	st, err := openData(ctx, *data)
+	st, err := data.open(ctx)
 	if err != nil {
 		return err
 	}
@@ -178,14 +212,14 @@ func launchCmd(ctx context.Context, args []string, stdout io.Writer) error {
 // keysCmd is `kiln keys rotate`: a new id_token signing key.
 func keysCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) == 0 || args[0] != "rotate" {
-		return errors.New("usage: kiln keys rotate --data DIR")
+		return errors.New("usage: kiln keys rotate --data DIR|--mongo-uri URI")
 	}
 	fs := flag.NewFlagSet("kiln keys rotate", flag.ContinueOnError)
-	data := fs.String("data", env("KILN_DATA", "./data"), "data directory (KILN_DATA)")
+	data := addStoreFlags(fs)
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
-	st, err := openData(ctx, *data)
+	st, err := data.open(ctx)
 	if err != nil {
 		return err
 	}

@@ -112,15 +112,9 @@ func serve(ctx context.Context, args []string) (err error) {
 		return errors.New("--oidc-issuer and --oidc-client-id go together")
 	}
 
-	if cfg.mongoURI != "" && cfg.auth == "smart" {
-		// The authorization server's records and the export jobs live in
-		// the embedded store only, for now; serving MongoDB data without
-		// them would mean serving it unguarded.
-		return errors.New("--mongo-uri needs --auth=none in this version: SMART authorization and bulk export are not on the MongoDB backend yet")
-	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	db, embedded, backend, where, err := openStore(ctx, cfg, logger)
+	db, backend, where, err := openStore(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}
@@ -132,14 +126,14 @@ func serve(ctx context.Context, args []string) (err error) {
 		}
 	}()
 	st := metered.Wrap(db, backend, reg)
-	if embedded != nil {
+	if cached, ok := db.(cacheStats); ok {
 		reg.MustRegister(
 			prometheus.NewCounterFunc(prometheus.CounterOpts{
 				Name: "kiln_store_cache_hits_total", Help: "Reads of current versions answered by the read cache.",
-			}, func() float64 { hits, _ := embedded.CacheStats(); return float64(hits) }),
+			}, func() float64 { hits, _ := cached.CacheStats(); return float64(hits) }),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{
 				Name: "kiln_store_cache_misses_total", Help: "Reads of current versions the read cache did not hold (0 with --cache 0).",
-			}, func() float64 { _, misses := embedded.CacheStats(); return float64(misses) }),
+			}, func() float64 { _, misses := cached.CacheStats(); return float64(misses) }),
 		)
 	}
 
@@ -158,7 +152,12 @@ func serve(ctx context.Context, args []string) (err error) {
 	}
 	var authz *smart.Server
 	if cfg.auth == "smart" {
-		if authz, err = newSMART(ctx, cfg, ln.Addr(), embedded, logger); err != nil {
+		records, ok := db.(store.Records)
+		if !ok {
+			ln.Close()
+			return fmt.Errorf("the %s store cannot keep SMART authorization records: use --auth=none", backend)
+		}
+		if authz, err = newSMART(ctx, cfg, ln.Addr(), records, logger); err != nil {
 			ln.Close()
 			return err
 		}
@@ -172,9 +171,10 @@ func serve(ctx context.Context, args []string) (err error) {
 	}
 
 	// Bulk export reads and writes the store directly: its scans and
-	// chunked files are not REST calls, and are metered by the job. Its
-	// jobs and files live in the embedded store only, for now.
-	if embedded != nil {
+	// chunked files are not REST calls, and are metered by the job. Both
+	// backends keep its jobs and files, so with MongoDB any process can
+	// run, poll and serve any export.
+	if exportStore, ok := db.(bulk.Store); ok {
 		var exportAuth bulk.Authorizer
 		if authz != nil {
 			exportAuth = exportAuthorizer{authz}
@@ -187,7 +187,7 @@ func serve(ctx context.Context, args []string) (err error) {
 			MaxFileSize: cfg.exportFileSize,
 			Expiry:      cfg.exportExpiry,
 			Logger:      logger,
-		}, embedded)
+		}, exportStore)
 		// Closing hands a running export back, for the next start to
 		// resume; it runs before the store closes (defers run last first).
 		defer exports.Close()
@@ -240,33 +240,49 @@ func withBulk(exports *bulk.Handler, api http.Handler) http.Handler {
 	})
 }
 
+// cacheStats is a store with a read cache whose figures /metrics shows
+// (the embedded store).
+type cacheStats interface {
+	CacheStats() (hits, misses int64)
+}
+
+// Both backends keep everything a server needs: resources, the SMART
+// authorization server's records and bulk export's jobs and files.
+var (
+	_ store.Records = (*sqlite.Store)(nil)
+	_ bulk.Store    = (*sqlite.Store)(nil)
+	_ cacheStats    = (*sqlite.Store)(nil)
+	_ store.Records = (*mongo.Store)(nil)
+	_ bulk.Store    = (*mongo.Store)(nil)
+)
+
 // openStore opens the backend the configuration selects: MongoDB with
-// --mongo-uri, the embedded SQLite store otherwise (then also returned as
-// embedded, for what only it provides yet: the read cache's figures, the
-// SMART records and the export jobs). It says which backend, and where
-// the data is (never the URI: it may hold credentials).
-func openStore(ctx context.Context, cfg serveConfig, logger *slog.Logger) (st store.Store, embedded *sqlite.Store, backend, where string, err error) {
+// --mongo-uri, the embedded SQLite store otherwise. What else a backend
+// offers (store.Records, bulk.Store, cacheStats) the caller asks of it.
+// It says which backend, and where the data is (never the URI: it may
+// hold credentials).
+func openStore(ctx context.Context, cfg serveConfig, logger *slog.Logger) (st store.Store, backend, where string, err error) {
 	if cfg.mongoURI != "" {
 		db, err := mongo.Open(ctx, cfg.mongoURI, mongo.Options{Database: cfg.mongoDB, Logger: logger})
 		if err != nil {
-			return nil, nil, "", "", fmt.Errorf("mongodb: %w", err)
+			return nil, "", "", fmt.Errorf("mongodb: %w", err)
 		}
-		return db, nil, "mongo", "mongodb database " + db.Database(), nil
+		return db, "mongo", "mongodb database " + db.Database(), nil
 	}
 	if cfg.mongoDB != "" {
-		return nil, nil, "", "", errors.New("--mongo-db needs --mongo-uri")
+		return nil, "", "", errors.New("--mongo-db needs --mongo-uri")
 	}
 	if err := os.MkdirAll(cfg.data, 0o700); err != nil {
-		return nil, nil, "", "", fmt.Errorf("data directory: %w", err)
+		return nil, "", "", fmt.Errorf("data directory: %w", err)
 	}
 	db, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(cfg.data, "kiln.db"), CacheBytes: cfg.cache})
 	if errors.Is(err, sqlite.ErrLocked) {
-		return nil, nil, "", "", fmt.Errorf("another process is using the data directory %s (is another kiln serve running on it?): %w", cfg.data, err)
+		return nil, "", "", fmt.Errorf("another process is using the data directory %s (is another kiln serve running on it?): %w", cfg.data, err)
 	}
 	if err != nil {
-		return nil, nil, "", "", err
+		return nil, "", "", err
 	}
-	return db, db, "sqlite", cfg.data, nil
+	return db, "sqlite", cfg.data, nil
 }
 
 // withOps adds the operational endpoints beside the FHIR API.

@@ -56,6 +56,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"SearchInvalidCursor", testSearchInvalidCursor},
 		{"Records", testRecords},
 		{"Scan", testScan},
+		{"Jobs", testJobs},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := open(t)

@@ -63,6 +63,8 @@ type Store struct {
 	versions  *mongo.Collection
 	timeout   time.Duration
 	causal    bool
+	// SMART records and bulk export jobs (records.go, jobs.go).
+	records, jobs, claims, chunks *mongo.Collection
 
 	// Topology found at Open.
 	Version      string
@@ -110,7 +112,9 @@ func Open(ctx context.Context, uri string, o Options) (*Store, error) {
 	}
 	db := client.Database(name)
 	s := &Store{client: client, db: db, timeout: o.Timeout, causal: !o.NoCausal,
-		resources: db.Collection(resourcesName), versions: db.Collection(versionsName)}
+		resources: db.Collection(resourcesName), versions: db.Collection(versionsName),
+		records: db.Collection(recordsName), jobs: db.Collection(jobsName),
+		claims: db.Collection(claimsName), chunks: db.Collection(chunksName)}
 	if err := s.inspect(ctx); err != nil {
 		_ = client.Disconnect(context.Background())
 		return nil, err
@@ -205,6 +209,12 @@ func (s *Store) ensureIndexes(ctx context.Context) error {
 	}
 	if err := s.createMissing(ctx, s.versions, ver); err != nil {
 		return fmt.Errorf("mongo: create indexes on %s: %w", versionsName, s.mapErr(ctx, err))
+	}
+	if err := s.recordIndexes(ctx); err != nil {
+		return fmt.Errorf("mongo: create indexes on %s: %w", recordsName, s.mapErr(ctx, err))
+	}
+	if err := s.jobIndexes(ctx); err != nil {
+		return fmt.Errorf("mongo: create indexes on %s: %w", jobsName, s.mapErr(ctx, err))
 	}
 	return nil
 }

@@ -1,0 +1,171 @@
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kiln-fhir/kiln/store"
+)
+
+// jobStore is the job storage bulk export needs (fhir/bulk.Jobs, repeated
+// here so that the suite does not depend on the export service).
+type jobStore interface {
+	CreateJob(ctx context.Context, j store.Job) error
+	Job(ctx context.Context, id string) (store.Job, error)
+	ClaimJob(ctx context.Context, kind, owner string, now time.Time, lease time.Duration) (store.Job, error)
+	UpdateJob(ctx context.Context, j store.Job) error
+	DeleteJob(ctx context.Context, id string) error
+	Jobs(ctx context.Context, kind string) ([]store.Job, error)
+	PutChunk(ctx context.Context, job, owner, file string, n int, data []byte) error
+	Chunk(ctx context.Context, job, file string, n int) ([]byte, error)
+	DeleteChunks(ctx context.Context, job, owner string) error
+}
+
+// testJobs checks the job storage of bulk export: concurrent workers claim
+// each job once; a lease that runs out passes the job on and the old
+// owner's writes are then refused; a deleted job takes its chunks with it
+// and refuses new ones.
+func testJobs(t *testing.T, s store.Store) {
+	js, ok := s.(jobStore)
+	if !ok {
+		t.Skip("backend does not implement the job storage: bulk export cannot run on it")
+	}
+	ctx := t.Context()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i := range 12 {
+		if err := js.CreateJob(ctx, store.Job{ID: fmt.Sprintf("j%02d", i), Kind: "export", State: store.JobQueued,
+			Created: now.Add(time.Duration(i) * time.Millisecond), Spec: []byte("{}")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := js.CreateJob(ctx, store.Job{ID: "other", Kind: "reindex", State: store.JobQueued, Created: now}); err != nil {
+		t.Fatal(err)
+	}
+	if err := js.CreateJob(ctx, store.Job{ID: "j00", Kind: "export", State: store.JobQueued}); !errors.Is(err, store.ErrVersionConflict) {
+		t.Errorf("CreateJob of a taken id: %v, want ErrVersionConflict", err)
+	}
+	if _, err := js.Job(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Job of a missing id: %v, want ErrNotFound", err)
+	}
+
+	var mu sync.Mutex
+	claimed := map[string]string{}
+	var order []string
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			owner := fmt.Sprintf("w%d", w)
+			for {
+				j, err := js.ClaimJob(ctx, "export", owner, now, time.Minute)
+				if errors.Is(err, store.ErrNotFound) {
+					return
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				if prev, ok := claimed[j.ID]; ok {
+					t.Errorf("%s claimed by %s and %s", j.ID, prev, owner)
+				}
+				if j.State != store.JobRunning || j.Owner != owner || j.Attempts != 1 || !j.LeaseUntil.Equal(now.Add(time.Minute)) {
+					t.Errorf("claimed %+v", j)
+				}
+				claimed[j.ID] = owner
+				order = append(order, j.ID)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if len(claimed) != 12 {
+		t.Fatalf("%d jobs claimed, want 12 (of kind export only)", len(claimed))
+	}
+	if _, ok := claimed["other"]; ok {
+		t.Error("a job of another kind was claimed")
+	}
+
+	// Lease expiry: w9 takes j00 over at now+2m; its first owner is refused.
+	first := claimed["j00"]
+	if _, err := js.ClaimJob(ctx, "export", "w9", now.Add(30*time.Second), time.Minute); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("claim while every lease runs: %v, want ErrNotFound", err)
+	}
+	j, err := js.ClaimJob(ctx, "export", "w9", now.Add(2*time.Minute), time.Minute)
+	if err != nil || j.ID != "j00" || j.Attempts != 2 || j.Owner != "w9" {
+		t.Fatalf("take-over (oldest job first): %+v, %v", j, err)
+	}
+	j.Owner = first
+	if err := js.UpdateJob(ctx, j); !errors.Is(err, store.ErrVersionConflict) {
+		t.Errorf("UpdateJob by the old owner: %v, want ErrVersionConflict", err)
+	}
+	if err := js.PutChunk(ctx, "j00", first, "f", 0, []byte("x")); !errors.Is(err, store.ErrVersionConflict) {
+		t.Errorf("PutChunk by the old owner: %v, want ErrVersionConflict", err)
+	}
+	for n, data := range []string{"ab", "cd"} {
+		if err := js.PutChunk(ctx, "j00", "w9", "f", n, []byte(data)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := js.PutChunk(ctx, "j00", "w9", "f", 1, []byte("CD")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := js.Chunk(ctx, "j00", "f", 1); err != nil || string(got) != "CD" {
+		t.Errorf("Chunk 1 after rewriting it: %q, %v", got, err)
+	}
+	if _, err := js.Chunk(ctx, "j00", "f", 2); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Chunk past the end: %v, want ErrNotFound", err)
+	}
+	j.Owner, j.State, j.Result = "w9", store.JobDone, []byte(`{"ok":true}`)
+	j.Expires = now.Add(time.Hour)
+	if err := js.UpdateJob(ctx, j); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := js.Job(ctx, "j00"); err != nil || got.State != store.JobDone || string(got.Result) != `{"ok":true}` ||
+		!got.Expires.Equal(now.Add(time.Hour)) || string(got.Spec) != "{}" {
+		t.Errorf("Job after update: %+v, %v", got, err)
+	}
+
+	// DeleteChunks is the owner's: another worker's call leaves them.
+	if err := js.PutChunk(ctx, "j01", claimed["j01"], "g", 0, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	_ = js.DeleteChunks(ctx, "j01", "w9")
+	if _, err := js.Chunk(ctx, "j01", "g", 0); err != nil {
+		t.Errorf("chunk after another owner's DeleteChunks: %v", err)
+	}
+	if err := js.DeleteChunks(ctx, "j01", claimed["j01"]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Chunk(ctx, "j01", "g", 0); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("chunk after its owner's DeleteChunks: %v, want ErrNotFound", err)
+	}
+
+	if err := js.DeleteJob(ctx, "j00"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Chunk(ctx, "j00", "f", 0); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("chunk of a deleted job: %v", err)
+	}
+	if err := js.PutChunk(ctx, "j00", "w9", "f", 2, []byte("late")); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("PutChunk after delete: %v, want ErrNotFound", err)
+	}
+	if err := js.UpdateJob(ctx, j); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("UpdateJob after delete: %v, want ErrNotFound", err)
+	}
+	if err := js.DeleteJob(ctx, "j00"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("second DeleteJob: %v, want ErrNotFound", err)
+	}
+	jobs, err := js.Jobs(ctx, "export")
+	if err != nil || len(jobs) != 11 {
+		t.Fatalf("Jobs: %d, %v", len(jobs), err)
+	}
+	for i, j := range jobs {
+		if want := fmt.Sprintf("j%02d", i+1); j.ID != want {
+			t.Errorf("Jobs[%d] = %s, want %s (oldest first)", i, j.ID, want)
+		}
+	}
+}
