@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/kiln-fhir/kiln/fhir/audit"
 	"github.com/kiln-fhir/kiln/fhir/bulk"
 	"github.com/kiln-fhir/kiln/fhir/rest"
 	"github.com/kiln-fhir/kiln/smart"
@@ -182,6 +183,13 @@ func serve(ctx context.Context, args []string) (err error) {
 		}
 		e := authz.Endpoints()
 		restCfg.Auth = smartAuthorizer{authz}
+		// Every request made with a token becomes an AuditEvent, written
+		// in batches off the request path. Closed (flushing what is
+		// queued) after the HTTP server stopped and before the store
+		// closes: defers run last first.
+		auditor := audit.New(audit.Config{Logger: logger, Metrics: reg}, st)
+		defer auditor.Close()
+		restCfg.Audit = auditor
 		restCfg.OAuth = &rest.OAuthURIs{Authorize: e.Authorize, Token: e.Token, Introspect: e.Introspect, Revoke: e.Revoke}
 	}
 	var handler http.Handler = rest.New(restCfg, st)
