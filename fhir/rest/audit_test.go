@@ -202,8 +202,15 @@ func TestAuditWhoLookedAtMyChart(t *testing.T) {
 		}
 	}
 
-	// A's list, once the 10 requests above are written.
-	waitStored(t, db, 10)
+	// A conditional create that finds A's Observation returns it: the
+	// practitioner saw it.
+	if r := doc.Do("POST", "/Observation", []byte(`{"resourceType":"Observation","status":"final","code":{"text":"hr"},"subject":{"reference":"Patient/A"}}`),
+		"If-None-Exist", "_id=a1"); r.Status != http.StatusOK {
+		t.Fatalf("conditional create: %d %s", r.Status, r.Body)
+	}
+
+	// A's list, once the 11 requests above are written.
+	waitStored(t, db, 11)
 	evs := auditEvents(t, pa.Do("GET", "/AuditEvent?_count=200", nil))
 	find := func(what string, match func(auditEvent) bool) auditEvent {
 		t.Helper()
@@ -241,6 +248,9 @@ func TestAuditWhoLookedAtMyChart(t *testing.T) {
 	if docSearch.query(t) != "Observation?subject=Patient%2FA" || !slices.Contains(docSearch.patients(), "Patient/A") {
 		t.Errorf("practitioner's search: query %q patients %v", docSearch.query(t), docSearch.patients())
 	}
+	find("the practitioner's conditional create that found A's Observation", func(e auditEvent) bool {
+		return e.client() == "chart" && e.target() == "Observation/a1" && len(e.Subtype) == 1 && e.Subtype[0].Code == "create" && slices.Contains(e.patients(), "Patient/A")
+	})
 	refused := find("A's refused read", func(e auditEvent) bool { return e.target() == "Observation/b1" && e.client() == "portal" })
 	if refused.Outcome != "4" || slices.Contains(refused.patients(), "Patient/B") {
 		t.Errorf("A's 404 read of B's Observation: outcome %q patients %v; want 4, not linked to B (nothing of B's was read)", refused.Outcome, refused.patients())
