@@ -48,9 +48,9 @@ func accessOf(g smart.Grant) *rest.Access {
 }
 
 // smartBase is the FHIR base URL tokens are issued for (aud). SMART needs
-// an absolute one; without --base-url it is http://localhost:PORT, right
-// for a development machine only (a client that calls 127.0.0.1 instead
-// asks for another audience and is refused).
+// an absolute one; without --base-url it is http://localhost:PORT
+// (https with --tls-cert), right for a development machine only (a client
+// that calls 127.0.0.1 instead asks for another audience and is refused).
 func smartBase(cfg serveConfig, addr net.Addr) string {
 	if cfg.baseURL != "" {
 		return strings.TrimRight(cfg.baseURL, "/")
@@ -58,6 +58,9 @@ func smartBase(cfg serveConfig, addr net.Addr) string {
 	_, port, err := net.SplitHostPort(addr.String())
 	if err != nil || port == "" {
 		port = "8080"
+	}
+	if cfg.tlsCert != "" {
+		return "https://localhost:" + port
 	}
 	return "http://localhost:" + port
 }

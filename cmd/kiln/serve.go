@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/kiln-fhir/kiln/fhir/audit"
 	"github.com/kiln-fhir/kiln/fhir/bulk"
 	"github.com/kiln-fhir/kiln/fhir/rest"
 	"github.com/kiln-fhir/kiln/smart"
@@ -55,6 +57,8 @@ type serveConfig struct {
 	// mongoDB names its database (default: the URI's, else "kiln").
 	mongoURI string
 	mongoDB  string
+	// tlsCert and tlsKey, both set, serve HTTPS (TLS 1.2 or later).
+	tlsCert, tlsKey string
 }
 
 // defaultCache is the read cache's default size: some 20,000 Synthea
@@ -73,6 +77,8 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.oidcIssuer, "oidc-issuer", env("KILN_OIDC_ISSUER", ""), "upstream OpenID Connect provider offered on the login page, e.g. https://login.example.org (KILN_OIDC_ISSUER)")
 	fs.StringVar(&c.oidcClientID, "oidc-client-id", env("KILN_OIDC_CLIENT_ID", ""), "Kiln's client id at the upstream provider (KILN_OIDC_CLIENT_ID)")
 	fs.StringVar(&c.oidcClientSecret, "oidc-client-secret", env("KILN_OIDC_CLIENT_SECRET", ""), "Kiln's client secret at the upstream provider (KILN_OIDC_CLIENT_SECRET)")
+	fs.StringVar(&c.tlsCert, "tls-cert", env("KILN_TLS_CERT", ""), "PEM certificate chain; with --tls-key the server speaks HTTPS only, TLS 1.2 or later (KILN_TLS_CERT)")
+	fs.StringVar(&c.tlsKey, "tls-key", env("KILN_TLS_KEY", ""), "PEM private key of --tls-cert (KILN_TLS_KEY)")
 	fs.StringVar(&c.logLevel, "log-level", env("KILN_LOG_LEVEL", "info"), "debug, info, warn or error (KILN_LOG_LEVEL)")
 	fs.StringVar(&c.logFormat, "log-format", env("KILN_LOG_FORMAT", "text"), "text or json (KILN_LOG_FORMAT)")
 	fs.StringVar(&c.mongoURI, "mongo-uri", env("KILN_MONGO_URI", ""), "MongoDB connection string; when set, resources live in MongoDB instead of the embedded store (KILN_MONGO_URI)")
@@ -107,6 +113,19 @@ func serve(ctx context.Context, args []string) (err error) {
 	case "smart":
 	default:
 		return fmt.Errorf("--auth must be smart or none, not %q", cfg.auth)
+	}
+	if (cfg.tlsCert != "") != (cfg.tlsKey != "") {
+		return errors.New("--tls-cert and --tls-key go together")
+	}
+	var tlsConfig *tls.Config
+	if cfg.tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.tlsCert, cfg.tlsKey)
+		if err != nil {
+			return fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		}
+		// TLS 1.2 is the floor (issue 5; SMART App Launch: TLS 1.2 or
+		// later; RFC 8996 deprecates 1.0 and 1.1).
+		tlsConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
 	}
 	if (cfg.oidcIssuer != "") != (cfg.oidcClientID != "") {
 		return errors.New("--oidc-issuer and --oidc-client-id go together")
@@ -163,6 +182,13 @@ func serve(ctx context.Context, args []string) (err error) {
 		}
 		e := authz.Endpoints()
 		restCfg.Auth = smartAuthorizer{authz}
+		// Every request made with a token becomes an AuditEvent, written
+		// in batches off the request path. Closed (flushing what is
+		// queued) after the HTTP server stopped and before the store
+		// closes: defers run last first.
+		auditor := audit.New(audit.Config{Logger: logger, Metrics: reg}, st)
+		defer auditor.Close()
+		restCfg.Audit = auditor
 		restCfg.OAuth = &rest.OAuthURIs{Authorize: e.Authorize, Token: e.Token, Introspect: e.Introspect, Revoke: e.Revoke}
 	}
 	var handler http.Handler = rest.New(restCfg, st)
@@ -196,15 +222,22 @@ func serve(ctx context.Context, args []string) (err error) {
 
 	srv := &http.Server{
 		Addr:              cfg.addr,
+		TLSConfig:         tlsConfig,
 		Handler:           withOps(handler, st, reg),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	logger.Info("kiln serving", "addr", ln.Addr().String(), "data", where, "store", backend, "cache_bytes", cfg.cache, "version", version)
+	logger.Info("kiln serving", "addr", ln.Addr().String(), "tls", tlsConfig != nil, "data", where, "store", backend, "cache_bytes", cfg.cache, "version", version)
 
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() {
+		if tlsConfig != nil {
+			errc <- srv.ServeTLS(ln, "", "") // the certificate is in TLSConfig
+			return
+		}
+		errc <- srv.Serve(ln)
+	}()
 	select {
 	case err := <-errc:
 		return err

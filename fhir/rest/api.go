@@ -55,6 +55,9 @@ type Config struct {
 	// Auth authenticates every request but /metadata and enforces the
 	// scopes of its token (permit.go); nil allows everything (--auth=none).
 	Auth Authorizer
+	// Audit receives one event per request made with a valid token
+	// (audit.go); nil records nothing.
+	Audit Auditor
 }
 
 // API serves the FHIR REST interface.
@@ -191,6 +194,7 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request, h func(*API, http.Re
 		}
 		setType(r, typ) // only known types: metric labels stay bounded
 	}
+	noteTarget(r)
 	if _, err := responseFormat(r); err != nil {
 		return err
 	}

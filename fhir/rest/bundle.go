@@ -101,6 +101,9 @@ func historyEntry(base string, v store.Resource) bundleEntry {
 
 // write sends the bundle.
 func (b *bundle) write(w http.ResponseWriter, r *http.Request) error {
+	for _, e := range b.Entry {
+		touch(r.Context(), e.Resource)
+	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false) // links keep their '&'; narrative is already escaped JSON

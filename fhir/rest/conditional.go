@@ -73,6 +73,8 @@ func (a *API) conditionalCreate(w http.ResponseWriter, r *http.Request, criteria
 		return false, nil
 	case 1:
 		res := found[0]
+		touch(r.Context(), res.Body)
+		info(r).target = res.Type + "/" + res.ID
 		versionHeaders(w.Header(), res)
 		w.Header().Set("Location", a.base(r)+"/"+res.Type+"/"+res.ID+"/_history/"+fmt.Sprint(res.Version))
 		if preferReturn(r) == "minimal" {

@@ -72,5 +72,6 @@ func (a *API) deleteChange(ctx context.Context, typ, id string, ifMatch int64) (
 	if ifMatch != 0 && ifMatch != res.Version {
 		return store.Change{}, false, preconditionFailed(ifMatch, res.Version)
 	}
+	touch(ctx, res.Body) // the audit links the delete to the patient it concerned
 	return store.Change{Type: typ, ID: id, Version: res.Version + 1, LastUpdated: a.now(), Method: store.MethodDelete}, true, nil
 }

@@ -24,6 +24,13 @@ type reqInfo struct {
 	interaction string
 	typ         string
 	errCodes    string
+	// What the audit records (audit.go): the access the token granted
+	// (nil: not authenticated, no audit), the resource addressed, the
+	// search run and the resources read or written.
+	access  *Access
+	target  string
+	query   string
+	touched [][]byte
 }
 
 type infoKey struct{}
@@ -131,6 +138,7 @@ func (a *API) observe(w http.ResponseWriter, r *http.Request, next http.Handler)
 		attrs = append(attrs, slog.String("outcome", ri.errCodes))
 	}
 	a.cfg.Logger.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
+	a.audit(r, ri, sw.status, start)
 }
 
 // Metrics are the Prometheus collectors of the HTTP layer.

@@ -153,6 +153,7 @@ func (a *API) authenticate(r *http.Request) (*http.Request, error) {
 	case err != nil:
 		return nil, fmt.Errorf("rest: authorize: %w", err)
 	}
+	info(r).access = acc
 	b := &bound{access: acc}
 	if a.cfg.BaseURL == "" {
 		b.base = a.base(r)
@@ -377,6 +378,9 @@ type reach struct {
 // reaches lists what each rule allowing op on typ reaches; empty when
 // none does.
 func (a *API) reaches(acc *Access, op Op, typ string) []reach {
+	if !auditWritable(op, typ) {
+		return nil // the audit trail is the server's alone (audit.go)
+	}
 	var out []reach
 	for _, rl := range acc.Rules {
 		if rl.Type != typ && rl.Type != "*" || !strings.ContainsRune(rl.Ops, rune(op)) {

@@ -48,6 +48,8 @@ func preferReturn(r *http.Request) string {
 // Last-Modified, and the body Prefer asks for (the resource by default).
 func (a *API) writeWritten(w http.ResponseWriter, r *http.Request, status int, res store.Resource) {
 	h := w.Header()
+	touch(r.Context(), res.Body)
+	info(r).target = res.Type + "/" + res.ID + "/_history/" + strconv.FormatInt(res.Version, 10)
 	versionHeaders(h, res)
 	h.Set("Location", a.base(r)+"/"+res.Type+"/"+res.ID+"/_history/"+strconv.FormatInt(res.Version, 10))
 	switch preferReturn(r) {
@@ -71,6 +73,7 @@ func writeResource(w http.ResponseWriter, r *http.Request, res store.Resource) e
 	if err != nil {
 		return err
 	}
+	touch(r.Context(), res.Body)
 	versionHeaders(w.Header(), res)
 	writeJSON(w, r, http.StatusOK, body)
 	return nil

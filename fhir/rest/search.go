@@ -43,6 +43,7 @@ func (a *API) searchWith(w http.ResponseWriter, r *http.Request, types []string,
 	if err != nil {
 		return err
 	}
+	noteQuery(r, params)
 	q, report, err := a.cfg.Registry.Parse(types, params, search.ParseOptions{
 		Strict: a.strict(r), DefaultCount: defaultCount, MaxCount: maxCount, Base: a.base(r),
 	})

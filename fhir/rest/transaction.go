@@ -736,6 +736,7 @@ func (t *tx) respond(w http.ResponseWriter, typ string) error {
 			rp.FullURL = t.base + "/" + res.Type + "/" + res.ID
 			rp.Response.Etag = etag(res.Version)
 			rp.Response.LastModified = res.LastUpdated.UTC().Format(time.RFC3339Nano)
+			touch(t.ctx, res.Body)
 			if !res.Deleted() {
 				rp.Response.Location = res.Type + "/" + res.ID + "/_history/" + strconv.FormatInt(res.Version, 10)
 				switch prefer {
