@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -33,7 +31,7 @@ func TestAPIOnMongo(t *testing.T) {
 	if !strings.Contains(k.logs(), `"store":"mongo"`) {
 		t.Fatalf("kiln did not log the mongo store:\n%s", tail(k.logs(), 10))
 	}
-	opts := apitest.Options{MaxBody: maxBody, Examples: examples(t), Invalid: invalidExamples}
+	opts := apitest.Options{MaxBody: maxBody, Examples: apitest.LoadExamples(t, "../../testdata/examples"), Invalid: apitest.InvalidExamples}
 	// What the server detected decides, not the kind of server: a
 	// standalone MongoDB has no transactions either, a replica set has.
 	switch logs := k.logs(); {
@@ -86,33 +84,6 @@ func examplesPerType(t *testing.T, all map[string][]byte, invalid map[string]str
 		if b, ok := all[name]; ok {
 			out[name] = b
 		}
-	}
-	return out
-}
-
-// invalidExamples are the official examples that break the base
-// specification (wrong reference targets), with the element the
-// OperationOutcome must name (as in fhir/rest's suite).
-var invalidExamples = map[string]string{
-	"DeviceMetric-example.json":        "DeviceMetric.parent",
-	"DeviceUseStatement-example.json":  "DeviceUseStatement.reasonReference[0]",
-	"MedicationRequest-medrx0301.json": "MedicationRequest.dispenseRequest.performer",
-	"Observation-clinical-gender.json": "Observation.performer[0]",
-}
-
-func examples(t *testing.T) map[string][]byte {
-	t.Helper()
-	files, err := filepath.Glob("../../testdata/examples/*.json")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no examples: %v", err)
-	}
-	out := map[string][]byte{}
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[filepath.Base(f)] = b
 	}
 	return out
 }

@@ -3,7 +3,6 @@ package rest_test
 import (
 	"context"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,33 +11,6 @@ import (
 	"github.com/kiln-fhir/kiln/fhir/rest"
 	"github.com/kiln-fhir/kiln/store/sqlite"
 )
-
-// invalidExamples are the official examples that break the base
-// specification (wrong reference targets), with the element the
-// OperationOutcome must name.
-var invalidExamples = map[string]string{
-	"DeviceMetric-example.json":        "DeviceMetric.parent",
-	"DeviceUseStatement-example.json":  "DeviceUseStatement.reasonReference[0]",
-	"MedicationRequest-medrx0301.json": "MedicationRequest.dispenseRequest.performer",
-	"Observation-clinical-gender.json": "Observation.performer[0]",
-}
-
-func loadExamples(t *testing.T) map[string][]byte {
-	t.Helper()
-	files, err := filepath.Glob("../../testdata/examples/*.json")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no examples: %v", err)
-	}
-	out := map[string][]byte{}
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[filepath.Base(f)] = b
-	}
-	return out
-}
 
 // TestAPIOnSQLite runs the HTTP conformance suite against the API over a
 // real SQLite file, on real HTTP over loopback, with the store's read
@@ -61,8 +33,8 @@ func TestAPIOnSQLite(t *testing.T) {
 			defer srv.Close()
 			apitest.Run(t, srv.URL, apitest.Options{
 				MaxBody:  maxBody,
-				Examples: loadExamples(t),
-				Invalid:  invalidExamples,
+				Examples: apitest.LoadExamples(t, "../../testdata/examples"),
+				Invalid:  apitest.InvalidExamples,
 			})
 			if hits, _ := db.CacheStats(); tc.cacheBytes > 0 && hits == 0 {
 				t.Error("the read cache never answered: the run did not exercise it")
