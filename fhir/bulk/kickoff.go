@@ -42,9 +42,12 @@ type spec struct {
 	Types           []string  `json:"types"`
 	Elements        []string  `json:"elements,omitempty"`
 	// Patients confines a Patient or Group export to these patients'
-	// compartments (ids); nil with Compartment set means every patient.
+	// compartments (ids); nil with Compartment set means every patient,
+	// empty means none. No omitempty: an empty list must survive the
+	// job store as [] (an empty Group, or a patient token whose patient
+	// is not among those asked), not come back nil and export everyone.
 	Compartment bool     `json:"compartment,omitempty"`
-	Patients    []string `json:"patients,omitempty"`
+	Patients    []string `json:"patients"`
 	// TypeFilter holds each type's _typeFilter queries (OR'd).
 	TypeFilter map[string][]string `json:"typeFilter,omitempty"`
 	// Ignored are the parameters left out under lenient handling, for the
