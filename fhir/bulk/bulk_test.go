@@ -796,6 +796,15 @@ func TestAuthorization(t *testing.T) {
 	if got := ids(s.download(m.Output, bearer("p2")...)); !slices.Equal(got, want) {
 		t.Errorf("patient-confined grant exported %v, want %v", got, want)
 	}
+	// The patient parameter of a confined grant names its own patient
+	// or is refused before any lookup: an existing patient, a member of
+	// the Group and an unknown id all answer the same 403.
+	for _, tc := range []struct{ path, patient string }{{"/Patient/$export", "Patient/p1"}, {"/Patient/$export", "Patient/nobody"},
+		{"/Group/g1/$export", "Patient/p1"}, {"/Group/g1/$export", "Patient/p3"}} {
+		body := fmt.Sprintf(`{"resourceType":"Parameters","parameter":[{"name":"patient","valueReference":{"reference":%q}}]}`, tc.patient)
+		r := s.do("POST", tc.path, []byte(body), append(slices.Clone(kickoffHeaders), bearer("p2")...)...)
+		expectOutcome(t, r, 403, tc.path+" patient="+tc.patient+" with a grant confined to p2")
+	}
 	// A Group without the grant's patient exports nothing of its
 	// members (issue 5: patient A's token never reaches patient B).
 	m = s.poll(s.kickoff("/Group/g1/$export", bearer("p3")...), bearer("p3")...)

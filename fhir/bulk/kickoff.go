@@ -371,6 +371,17 @@ func (k *kickoffParser) patients(asked []string) error {
 		}
 		ids = append(ids, id)
 	}
+	// A grant confined to one patient may name only that patient, and is
+	// refused before any lookup: whether another patient exists or is in
+	// a Group is not for it to learn (issue 5).
+	if p := k.grant.Patient; p != "" {
+		for _, id := range ids {
+			if id != p {
+				return outcome.New(http.StatusForbidden, outcome.CodeForbidden,
+					"this token may export only its own patient's data", "patient")
+			}
+		}
+	}
 	if len(ids) > 0 && k.sp.Level == levelSystem {
 		return outcome.New(http.StatusBadRequest, outcome.CodeNotSupported,
 			"the patient parameter applies to Patient and Group exports, not to a system export", "patient")
