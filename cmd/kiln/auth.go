@@ -173,11 +173,29 @@ func exportGrant(g smart.Grant) (bulk.Grant, bool) {
 	}
 	switch {
 	case len(open) > 0:
-		return bulk.Grant{Client: g.ClientID, Types: typesOf(open, openAll)}, true
+		return bulk.Grant{Client: exportOwner(g, ""), Types: typesOf(open, openAll)}, true
 	case len(confined) > 0 && patient != "":
-		return bulk.Grant{Client: g.ClientID, Types: typesOf(confined, confinedAll), Patient: patient}, true
+		return bulk.Grant{Client: exportOwner(g, patient), Types: typesOf(confined, confinedAll), Patient: patient}, true
 	}
 	return bulk.Grant{}, false
+}
+
+// exportOwner is bulk.Grant.Client, who may poll, cancel and download an
+// export: the app, and the user and patient it acts for. The client id
+// alone is not enough: every patient of a portal signs in through the
+// same app, and patient B's token must not reach patient A's files
+// (export.html#bulk-data-output-file-request: files are protected like
+// the kick-off), nor an EHR launch for one patient the export of another.
+// A Backend Services token has no user (its subject is the client).
+func exportOwner(g smart.Grant, patient string) string {
+	owner := g.ClientID
+	if g.Subject != "" && g.Subject != g.ClientID {
+		owner += " user " + g.Subject
+	}
+	if patient != "" {
+		owner += " patient " + patient
+	}
+	return owner
 }
 
 // typesOf is bulk.Grant.Types: nil (every type) when a wildcard was granted.

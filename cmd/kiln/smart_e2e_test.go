@@ -117,6 +117,83 @@ func (k *smartKiln) admin(t *testing.T, stdin string, args ...string) map[string
 	return jsonObject(t, out)
 }
 
+// backendService is a SMART Backend Services client registered with a
+// freshly generated ES384 key pair, its public JWKS inline
+// (backend-services.html#registering-a-smart-backend-service).
+type backendService struct {
+	k      *smartKiln
+	id     string
+	signer jose.Signer
+}
+
+// backendService registers a backend client that may be granted scope.
+func (k *smartKiln) backendService(t *testing.T, name, scope string) *backendService {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kid := "e2e-" + hex.EncodeToString(key.PublicKey.X.Bytes()[:6])
+	jwks, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: key.Public(), KeyID: kid, Algorithm: string(jose.ES384), Use: "sig"}}})
+	jwksFile := filepath.Join(t.TempDir(), "jwks.json")
+	if err := os.WriteFile(jwksFile, jwks, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	svc := k.admin(t, "", "client", "add", "--data", k.data, "--name", name, "--jwks", jwksFile, "--scope", scope)
+	id, _ := svc["client_id"].(string)
+	if id == "" || svc["token_endpoint_auth_method"] != "private_key_jwt" {
+		t.Fatalf("client add --jwks printed %v", svc)
+	}
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES384, Key: key},
+		(&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", kid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &backendService{k: k, id: id, signer: signer}
+}
+
+// config is a client_credentials request for scopes with one freshly
+// signed assertion (its jti is good for one token request).
+func (bs *backendService) config(t *testing.T, scopes ...string) *clientcredentials.Config {
+	t.Helper()
+	assertion, err := jwt.Signed(bs.signer).Claims(jwt.Claims{
+		Issuer: bs.id, Subject: bs.id, Audience: jwt.Audience{bs.k.base + "/auth/token"},
+		Expiry: jwt.NewNumericDate(time.Now().Add(5 * time.Minute)), ID: rand.Text(),
+	}).CompactSerialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &clientcredentials.Config{TokenURL: bs.k.base + "/auth/token", Scopes: scopes,
+		EndpointParams: url.Values{
+			"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"},
+			"client_assertion":      {assertion},
+		}}
+}
+
+// token gets an access token for scopes.
+func (bs *backendService) token(t *testing.T, ctx context.Context, scopes ...string) string {
+	t.Helper()
+	tok, err := bs.config(t, scopes...).Token(ctx)
+	if err != nil {
+		t.Fatalf("client_credentials for %v: %v", scopes, err)
+	}
+	return tok.AccessToken
+}
+
+// launchToken runs a standalone launch (PKCE S256, aud = the FHIR base)
+// for cfg as username, approving every scope offered, and exchanges the
+// code.
+func (k *smartKiln) launchToken(t *testing.T, ctx context.Context, cfg *oauth2.Config, username, password string) *oauth2.Token {
+	t.Helper()
+	verifier := oauth2.GenerateVerifier()
+	loc := newUserAgent(t).authorizeCode(cfg.AuthCodeURL(rand.Text(), oauth2.S256ChallengeOption(verifier), oauth2.SetAuthURLParam("aud", k.base)), username, password)
+	tok, err := cfg.Exchange(ctx, loc.Query().Get("code"), oauth2.VerifierOption(verifier))
+	if err != nil {
+		t.Fatalf("code exchange for %s: %v", username, err)
+	}
+	return tok
+}
+
 // appRedirect is the redirect URI of the test app: the user agent stops
 // there (it is never dialled) and reads the code off the Location.
 const appRedirect = "https://app.example/callback"
@@ -501,38 +578,8 @@ func TestSMARTOnBinary(t *testing.T) {
 		// backend-services.html: a fresh ES384 key pair, its public
 		// JWKS registered inline, client_credentials with a signed
 		// assertion.
-		key, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		kid := "e2e-" + hex.EncodeToString(key.PublicKey.X.Bytes()[:6])
-		jwks, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: key.Public(), KeyID: kid, Algorithm: string(jose.ES384), Use: "sig"}}})
-		jwksFile := filepath.Join(t.TempDir(), "jwks.json")
-		if err := os.WriteFile(jwksFile, jwks, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		svc := k.admin(t, "", "client", "add", "--data", k.data, "--name", "Bulk E2E", "--jwks", jwksFile, "--scope", "system/*.rs")
-		svcID, _ := svc["client_id"].(string)
-		if svcID == "" || svc["token_endpoint_auth_method"] != "private_key_jwt" {
-			t.Fatalf("client add --jwks printed %v", svc)
-		}
-		signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES384, Key: key},
-			(&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", kid))
-		if err != nil {
-			t.Fatal(err)
-		}
-		assertion, err := jwt.Signed(signer).Claims(jwt.Claims{
-			Issuer: svcID, Subject: svcID, Audience: jwt.Audience{k.base + "/auth/token"},
-			Expiry: jwt.NewNumericDate(time.Now().Add(5 * time.Minute)), ID: rand.Text(),
-		}).CompactSerialize()
-		if err != nil {
-			t.Fatal(err)
-		}
-		cc := &clientcredentials.Config{TokenURL: k.base + "/auth/token", Scopes: []string{"system/Patient.rs"},
-			EndpointParams: url.Values{
-				"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"},
-				"client_assertion":      {assertion},
-			}}
+		bs := k.backendService(t, "Bulk E2E", "system/*.rs")
+		cc := bs.config(t, "system/Patient.rs")
 		stok, err := cc.Token(ctx)
 		if err != nil {
 			t.Fatalf("client_credentials: %v", err)

@@ -333,11 +333,15 @@ func seed(s *server) {
 func TestExportLevels(t *testing.T) {
 	s := newServer(t, Config{})
 	seed(s)
+	s.put("Group", "g-empty", `{"resourceType":"Group","id":"g-empty","type":"person","actual":true}`)
 	all := current(t, s.st, "Patient", "Observation", "Encounter", "Practitioner", "Group")
 	for _, tc := range []struct {
 		name, path string
 		want       []string
 	}{
+		// No member, no patient: nothing, not everyone (the empty
+		// patient list must survive the job store).
+		{"empty group", "/Group/g-empty/$export", nil},
 		{"system", "/$export", all},
 		{"system _type", "/$export?_type=Patient,Practitioner", current(t, s.st, "Patient", "Practitioner")},
 		{"repeated _type is comma-joined (E-KO-07)", "/$export?_type=Patient&_type=Practitioner", current(t, s.st, "Patient", "Practitioner")},
@@ -762,6 +766,7 @@ func TestAuthorization(t *testing.T) {
 		"other": {Client: "someone-else"},
 		"obs":   {Client: "narrow", Types: []string{"Observation", "Patient"}},
 		"p2":    {Client: "portal", Patient: "p2"},
+		"p3":    {Client: "portal p3", Patient: "p3"},
 	}})
 	seed(s)
 	bearer := func(tok string) []string { return []string{"Authorization", "Bearer " + tok} }
@@ -790,6 +795,21 @@ func TestAuthorization(t *testing.T) {
 	want := []string{"Encounter/e-p2", "Group/g1", "Observation/o-p2-a", "Observation/o-p2-b", "Patient/p2"}
 	if got := ids(s.download(m.Output, bearer("p2")...)); !slices.Equal(got, want) {
 		t.Errorf("patient-confined grant exported %v, want %v", got, want)
+	}
+	// The patient parameter of a confined grant names its own patient
+	// or is refused before any lookup: an existing patient, a member of
+	// the Group and an unknown id all answer the same 403.
+	for _, tc := range []struct{ path, patient string }{{"/Patient/$export", "Patient/p1"}, {"/Patient/$export", "Patient/nobody"},
+		{"/Group/g1/$export", "Patient/p1"}, {"/Group/g1/$export", "Patient/p3"}} {
+		body := fmt.Sprintf(`{"resourceType":"Parameters","parameter":[{"name":"patient","valueReference":{"reference":%q}}]}`, tc.patient)
+		r := s.do("POST", tc.path, []byte(body), append(slices.Clone(kickoffHeaders), bearer("p2")...)...)
+		expectOutcome(t, r, 403, tc.path+" patient="+tc.patient+" with a grant confined to p2")
+	}
+	// A Group without the grant's patient exports nothing of its
+	// members (issue 5: patient A's token never reaches patient B).
+	m = s.poll(s.kickoff("/Group/g1/$export", bearer("p3")...), bearer("p3")...)
+	if got := ids(s.download(m.Output, bearer("p3")...)); len(got) != 0 {
+		t.Errorf("grant confined to p3 exported %v from a Group of p1 and p2, want nothing", got)
 	}
 }
 

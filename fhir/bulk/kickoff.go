@@ -42,9 +42,12 @@ type spec struct {
 	Types           []string  `json:"types"`
 	Elements        []string  `json:"elements,omitempty"`
 	// Patients confines a Patient or Group export to these patients'
-	// compartments (ids); nil with Compartment set means every patient.
+	// compartments (ids); nil with Compartment set means every patient,
+	// empty means none. No omitempty: an empty list must survive the
+	// job store as [] (an empty Group, or a patient token whose patient
+	// is not among those asked), not come back nil and export everyone.
 	Compartment bool     `json:"compartment,omitempty"`
-	Patients    []string `json:"patients,omitempty"`
+	Patients    []string `json:"patients"`
 	// TypeFilter holds each type's _typeFilter queries (OR'd).
 	TypeFilter map[string][]string `json:"typeFilter,omitempty"`
 	// Ignored are the parameters left out under lenient handling, for the
@@ -367,6 +370,17 @@ func (k *kickoffParser) patients(asked []string) error {
 			return outcome.Newf(http.StatusBadRequest, outcome.CodeValue, "patient %q is not a Patient reference (Patient/[id])", ref)
 		}
 		ids = append(ids, id)
+	}
+	// A grant confined to one patient may name only that patient, and is
+	// refused before any lookup: whether another patient exists or is in
+	// a Group is not for it to learn (issue 5).
+	if p := k.grant.Patient; p != "" {
+		for _, id := range ids {
+			if id != p {
+				return outcome.New(http.StatusForbidden, outcome.CodeForbidden,
+					"this token may export only its own patient's data", "patient")
+			}
+		}
 	}
 	if len(ids) > 0 && k.sp.Level == levelSystem {
 		return outcome.New(http.StatusBadRequest, outcome.CodeNotSupported,
