@@ -1,0 +1,343 @@
+package smart
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	jose "github.com/go-jose/go-jose/v3"
+	"github.com/go-jose/go-jose/v3/jwt"
+	"golang.org/x/oauth2"
+)
+
+// These tests close gaps found by the acceptance audit of issue 5
+// (smart/ACCEPTANCE.md); each names the checklist lines it pins.
+
+// smartDefined are the capability strings SMART App Launch 2.2 defines
+// (conformance.html#capabilities); any other must be a full URI (C-WK-09).
+var smartDefined = []string{
+	"launch-ehr", "launch-standalone", "authorize-post",
+	"client-public", "client-confidential-symmetric", "client-confidential-asymmetric",
+	"sso-openid-connect", "context-passthrough-banner", "context-passthrough-style",
+	"context-banner", "context-style",
+	"context-ehr-patient", "context-ehr-encounter",
+	"context-standalone-patient", "context-standalone-encounter",
+	"permission-offline", "permission-online", "permission-patient", "permission-user",
+	"permission-v1", "permission-v2", "smart-app-state",
+}
+
+// TestDiscoveryContents: the values of the smart-configuration document,
+// not just its fields (C-WK-03, C-WK-05, C-WK-06, C-WK-08, C-WK-09, D-10).
+func TestDiscoveryContents(t *testing.T) {
+	e := newEnv(t, nil)
+	get := func(path string) map[string]any {
+		resp, err := http.Get(e.base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var doc map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil {
+			t.Fatal(err)
+		}
+		return doc
+	}
+	strs := func(doc map[string]any, field string) []string {
+		t.Helper()
+		arr, ok := doc[field].([]any)
+		if !ok {
+			t.Fatalf("%s = %v, want an array", field, doc[field])
+		}
+		var out []string
+		for _, v := range arr {
+			s, ok := v.(string)
+			if !ok || s == "" {
+				t.Fatalf("%s holds %v, want non-blank strings", field, v)
+			}
+			out = append(out, s)
+		}
+		return out
+	}
+	doc := get("/.well-known/smart-configuration")
+	for _, tc := range []struct{ field, want string }{
+		{"grant_types_supported", "authorization_code"}, // C-WK-03 [INF]
+		{"grant_types_supported", "client_credentials"}, // D-10
+		{"token_endpoint_auth_methods_supported", "private_key_jwt"},
+		{"token_endpoint_auth_signing_alg_values_supported", "RS384"},
+		{"token_endpoint_auth_signing_alg_values_supported", "ES384"},
+	} {
+		if !slices.Contains(strs(doc, tc.field), tc.want) {
+			t.Errorf("%s lacks %s", tc.field, tc.want)
+		}
+	}
+	// C-WK-05: every endpoint is an absolute URL.
+	for k, v := range doc {
+		if !strings.HasSuffix(k, "_endpoint") && k != "jwks_uri" {
+			continue
+		}
+		if u, err := url.Parse(v.(string)); err != nil || !u.IsAbs() || u.Host == "" {
+			t.Errorf("%s = %q is not absolute", k, v)
+		}
+	}
+	// C-WK-08: what the g10 scenarios need, and C-WK-09: nothing SMART
+	// does not define unless it is a full URI.
+	caps := strs(doc, "capabilities")
+	for _, want := range []string{
+		"launch-standalone", "client-public", "client-confidential-symmetric", "context-standalone-patient", "permission-patient",
+		"launch-ehr", "context-ehr-patient", "context-ehr-encounter", "permission-user",
+		"sso-openid-connect", "permission-offline", "client-confidential-asymmetric", "authorize-post",
+		"permission-v1", "permission-v2", "context-banner", "context-style",
+	} {
+		if !slices.Contains(caps, want) {
+			t.Errorf("capabilities lack %s", want)
+		}
+	}
+	for _, c := range caps {
+		if u, err := url.Parse(c); !slices.Contains(smartDefined, c) && (err != nil || !u.IsAbs()) {
+			t.Errorf("capability %q is neither SMART-defined nor a full URI", c)
+		}
+	}
+	// C-WK-06: every scope listed SHALL be supported: it parses as a
+	// SMART resource scope or is one of the context scopes the consent
+	// page describes.
+	for _, sc := range strs(doc, "scopes_supported") {
+		if _, ok := ParseScope(sc); !ok && contextWords[sc] == "" {
+			t.Errorf("scopes_supported lists %q, which the server does not know", sc)
+		}
+	}
+	// C-WK-04, C-OI-05: one issuer in both documents.
+	if oidc := get("/.well-known/openid-configuration"); doc["issuer"] != oidc["issuer"] || doc["jwks_uri"] != oidc["jwks_uri"] {
+		t.Errorf("issuer %v / %v, jwks_uri %v / %v differ between the documents", doc["issuer"], oidc["issuer"], doc["jwks_uri"], oidc["jwks_uri"])
+	}
+}
+
+// TestSymmetricClientAuth: a confidential symmetric client authenticates
+// with Basic (C-CA-02) or with client_secret_post (advertised in
+// token_endpoint_auth_methods_supported, C-WK-06), and a bad Basic
+// client is 400/401 invalid_client (C-TK-07 "BAD_CLIENT_ID", C-CA-07).
+func TestSymmetricClientAuth(t *testing.T) {
+	e := newEnv(t, nil)
+	e.user("alice", "Patient/p1")
+	conf := e.client(ClientSpec{})
+	for _, tc := range []struct {
+		name   string
+		style  oauth2.AuthStyle
+		id     string
+		secret string
+		ok     bool
+		status []int
+	}{
+		{"client_secret_basic", oauth2.AuthStyleInHeader, conf.ClientID, conf.ClientSecret, true, nil},
+		{"client_secret_post", oauth2.AuthStyleInParams, conf.ClientID, conf.ClientSecret, true, nil},
+		{"post, wrong secret", oauth2.AuthStyleInParams, conf.ClientID, conf.ClientSecret + "x", false, []int{401}},
+		{"post, no secret", oauth2.AuthStyleInParams, conf.ClientID, "", false, []int{400, 401}},
+		{"Basic BAD_CLIENT_ID", oauth2.AuthStyleInHeader, "BAD_CLIENT_ID", conf.ClientSecret, false, []int{400, 401}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := e.oauth(conf, "launch/patient", "patient/*.rs")
+			cfg.Endpoint.AuthStyle = tc.style
+			v := oauth2.GenerateVerifier()
+			b := e.browser()
+			loc := b.approve(b.login(e.authURL(cfg, "state-sym-1234", v), "alice", "alice-password"), nil, nil)
+			cfg.ClientID, cfg.ClientSecret = tc.id, tc.secret
+			tok, err := cfg.Exchange(e.ctx(), loc.Query().Get("code"), oauth2.VerifierOption(v))
+			if tc.ok {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if g, status := e.whoami(tok.AccessToken); status != 200 || g.ClientID != conf.ClientID || g.Patient != "p1" {
+					t.Errorf("whoami: %d %+v", status, g)
+				}
+				return
+			}
+			s, code := retrieveErr(err)
+			if err == nil || !contains(tc.status, s) || code != "invalid_client" {
+				t.Errorf("got %d %q (%v), want %v invalid_client", s, code, err, tc.status)
+			}
+		})
+	}
+}
+
+// TestAsymmetricAppLaunch: an app registered with a JWK Set
+// (client-confidential-asymmetric) runs an authorization code launch and
+// authenticates at the token endpoint with an RS384 client assertion
+// (C-CA-03, C-CA-04); another client's assertion or none does not
+// redeem its code (C-CA-07).
+func TestAsymmetricAppLaunch(t *testing.T) {
+	e := newEnv(t, nil)
+	e.user("alice", "Patient/p1")
+	svc := newService(t, jose.RS384)
+	pub, _ := json.Marshal(svc.jwks)
+	svc.id = e.client(ClientSpec{Name: "Asymmetric App", JWKS: pub, RedirectURIs: []string{appRedirect},
+		Scopes: []string{"launch/patient", "openid", "fhirUser", "patient/*.rs"}}).ClientID
+	other := newService(t, jose.ES384)
+	opub, _ := json.Marshal(other.jwks)
+	other.id = e.client(ClientSpec{Name: "Other", JWKS: opub, RedirectURIs: []string{appRedirect}}).ClientID
+
+	tokenURL := e.base + "/auth/token"
+	cfg := e.oauth(Registered{ClientID: svc.id}, "launch/patient", "openid", "fhirUser", "patient/*.rs")
+	code := func() (string, string) {
+		v := oauth2.GenerateVerifier()
+		b := e.browser()
+		loc := b.approve(b.login(e.authURL(cfg, "state-asym-123", v), "alice", "alice-password"), nil, nil)
+		return loc.Query().Get("code"), v
+	}
+	withAssertion := func(a string) oauth2.AuthCodeOption {
+		return oauth2.SetAuthURLParam("client_assertion", a)
+	}
+	assertionType := oauth2.SetAuthURLParam("client_assertion_type", assertionType)
+
+	c, v := code()
+	tok, err := cfg.Exchange(e.ctx(), c, oauth2.VerifierOption(v), assertionType, withAssertion(svc.assertion(t, tokenURL, nil)))
+	if err != nil {
+		t.Fatalf("exchange with an RS384 assertion: %v", err)
+	}
+	if g, status := e.whoami(tok.AccessToken); status != 200 || g.ClientID != svc.id || g.Patient != "p1" {
+		t.Errorf("whoami: %d %+v", status, g)
+	}
+	e.idToken(tok.Extra("id_token").(string), svc.id)
+
+	for _, tc := range []struct {
+		name string
+		opts func() []oauth2.AuthCodeOption
+	}{
+		{"no assertion", func() []oauth2.AuthCodeOption { return nil }},
+		{"another client's assertion", func() []oauth2.AuthCodeOption {
+			return []oauth2.AuthCodeOption{assertionType, withAssertion(other.assertion(t, tokenURL, nil))}
+		}},
+		{"assertion for another audience", func() []oauth2.AuthCodeOption {
+			return []oauth2.AuthCodeOption{assertionType, withAssertion(svc.assertion(t, tokenURL, func(c *jwt.Claims, _ map[jose.HeaderKey]any) {
+				c.Audience = jwt.Audience{"https://other.example/token"}
+			}))}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, v := code()
+			_, err := cfg.Exchange(e.ctx(), c, append([]oauth2.AuthCodeOption{oauth2.VerifierOption(v)}, tc.opts()...)...)
+			if s, ec := retrieveErr(err); err == nil || (s != 400 && s != 401) || (ec != "invalid_client" && ec != "invalid_grant") {
+				t.Errorf("got %d %q (%v), want 400/401 and no token", s, ec, err)
+			}
+		})
+	}
+}
+
+// TestBackendServicesMoreBadInput: assertion and request errors the
+// first backend test does not make (D-01, D-02, D-03, C-CA-03, C-CA-05).
+func TestBackendServicesMoreBadInput(t *testing.T) {
+	e := newEnv(t, nil)
+	tokenURL := e.base + "/auth/token"
+	rs := newService(t, jose.RS384)
+	// The registered set holds rs's key and, under the same kid, an
+	// unrelated RSA key: a kid naming two keys must fail (C-CA-05), even
+	// though one of them verifies the signature.
+	twin := newService(t, jose.RS384)
+	dup := rs.jwks
+	dup.Keys = append(slices.Clone(dup.Keys), jose.JSONWebKey{Key: twin.key.Public(), KeyID: rs.kid, Algorithm: "RS384", Use: "sig"})
+	dupJSON, _ := json.Marshal(dup)
+	if _, err := AddClient(t.Context(), e.st, ClientSpec{Name: "Twin kids", JWKS: dupJSON}); err == nil {
+		t.Error("an inline JWKS with one kid twice was registered")
+	}
+	// A JWKS URL may still serve such a set.
+	dupsrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(dupJSON) }))
+	defer dupsrv.Close()
+	dupID := e.client(ClientSpec{Name: "Twin kids", JWKSURL: dupsrv.URL + "/jwks.json"}).ClientID
+	pub, _ := json.Marshal(rs.jwks)
+	rs.id = e.client(ClientSpec{Name: "RS384", JWKS: pub, Scopes: []string{"system/*.rs"}}).ClientID
+	// An ES384 key registered under kid K: an RS384 assertion naming K
+	// finds no key of its type (C-CA-05: kty consistent with alg).
+	es := newService(t, jose.ES384)
+	espub, _ := json.Marshal(es.jwks)
+	es.id = e.client(ClientSpec{Name: "ES384", JWKS: espub}).ClientID
+	wrongAlg := newService(t, jose.RS384)
+	wrongAlg.id, wrongAlg.kid = es.id, es.kid
+
+	for _, tc := range []struct {
+		name      string
+		assertion func() string
+		form      url.Values
+		status    []int
+		errCode   string
+	}{
+		{"no scope", func() string { return rs.assertion(t, tokenURL, nil) }, url.Values{"scope": nil}, []int{400}, "invalid_scope"},
+		{"no kid", func() string {
+			return rs.assertion(t, tokenURL, func(_ *jwt.Claims, h map[jose.HeaderKey]any) { delete(h, "kid") })
+		}, nil, []int{400, 401}, "invalid_client"},
+		{"kid names two keys", func() string {
+			s := *rs
+			s.id = dupID
+			return s.assertion(t, tokenURL, nil)
+		}, nil, []int{400, 401}, "invalid_client"},
+		{"RS384 header on an EC kid", func() string { return wrongAlg.assertion(t, tokenURL, nil) }, nil, []int{400, 401}, "invalid_client"},
+		{"client_id differs from iss", func() string { return rs.assertion(t, tokenURL, nil) },
+			url.Values{"client_id": {es.id}}, []int{400, 401}, "invalid_client"},
+		{"aud lists the token URL with a trailing slash", func() string {
+			return rs.assertion(t, tokenURL, func(c *jwt.Claims, _ map[jose.HeaderKey]any) { c.Audience = jwt.Audience{tokenURL + "/"} })
+		}, nil, []int{400, 401}, "invalid_client"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			form := url.Values{"grant_type": {"client_credentials"}, "scope": {"system/Patient.rs"},
+				"client_assertion_type": {assertionType}, "client_assertion": {tc.assertion()}}
+			for k, v := range tc.form {
+				if v == nil {
+					form.Del(k)
+				} else {
+					form[k] = v
+				}
+			}
+			status, _, body := e.postForm("/auth/token", form, "", "")
+			if !contains(tc.status, status) || body["error"] != tc.errCode || body["access_token"] != nil {
+				t.Errorf("got %d %v, want %v %s", status, body, tc.status, tc.errCode)
+			}
+		})
+	}
+	// Control: the same service with a good assertion is served, so the
+	// refusals above are about what each case changed.
+	status, _, body := e.postForm("/auth/token", url.Values{"grant_type": {"client_credentials"}, "scope": {"system/Patient.rs"},
+		"client_assertion_type": {assertionType}, "client_assertion": {rs.assertion(t, tokenURL, nil)}}, "", "")
+	if status != 200 || body["access_token"] == nil {
+		t.Fatalf("good assertion: %d %v", status, body)
+	}
+}
+
+// TestJWKSURLNoStore: a JWKS served with Cache-Control: no-store is
+// fetched again for every assertion, so a rotated key takes effect at
+// once and the retired one stops working (C-CA-05: never cached longer
+// than the client's Cache-Control allows).
+func TestJWKSURLNoStore(t *testing.T) {
+	e := newEnv(t, nil)
+	first, second := newService(t, jose.ES384), newService(t, jose.ES384)
+	var current atomic.Pointer[service]
+	current.Store(first)
+	var fetches atomic.Int32
+	keysrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetches.Add(1)
+		w.Header().Set("Cache-Control", "no-store")
+		json.NewEncoder(w).Encode(current.Load().jwks)
+	}))
+	defer keysrv.Close()
+	id := e.client(ClientSpec{Name: "Rotating", JWKSURL: keysrv.URL + "/jwks.json"}).ClientID
+	first.id, second.id = id, id
+	try := func(s *service) int {
+		status, _, _ := e.postForm("/auth/token", url.Values{"grant_type": {"client_credentials"}, "scope": {"system/*.rs"},
+			"client_assertion_type": {assertionType}, "client_assertion": {s.assertion(t, e.base+"/auth/token", nil)}}, "", "")
+		return status
+	}
+	if s := try(first); s != 200 {
+		t.Fatalf("first key: %d", s)
+	}
+	current.Store(second)
+	if s := try(second); s != 200 {
+		t.Errorf("rotated key: %d, want 200 (the no-store JWKS was cached)", s)
+	}
+	if s := try(first); s == 200 {
+		t.Error("the retired key still works")
+	}
+	if n := fetches.Load(); n != 3 {
+		t.Errorf("JWKS fetched %d times for 3 assertions, want 3 (no-store)", n)
+	}
+}
