@@ -341,3 +341,79 @@ func TestJWKSURLNoStore(t *testing.T) {
 		t.Errorf("JWKS fetched %d times for 3 assertions, want 3 (no-store)", n)
 	}
 }
+
+// TestAuthorizeRequiredParams: an authorization request without state or
+// scope gets an error redirect, never a code (C-AZ-02, C-AZ-06), and the
+// state comes back byte for byte even when it needs escaping (C-AZ-04).
+func TestAuthorizeRequiredParams(t *testing.T) {
+	e := newEnv(t, nil)
+	e.user("alice", "Patient/p1")
+	app := e.client(ClientSpec{Public: true})
+	cfg := e.oauth(app, "launch/patient", "patient/*.rs")
+	for _, tc := range []struct {
+		name   string
+		change func(url.Values)
+	}{
+		{"missing state", func(q url.Values) { q.Del("state") }},
+		{"missing response_type", func(q url.Values) { q.Del("response_type") }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			u, _ := url.Parse(e.authURL(cfg, "state-req-1234", oauth2.GenerateVerifier()))
+			q := u.Query()
+			tc.change(q)
+			p := e.browser().get(e.base + "/auth/authorize?" + q.Encode())
+			if p.loc == nil || p.loc.Query().Get("error") == "" || p.loc.Query().Get("code") != "" || !strings.HasPrefix(p.loc.String(), appRedirect) {
+				t.Errorf("got %d %v, want an error redirect without a code", p.status, p.loc)
+			}
+		})
+	}
+	const odd = "st8 +/=&?é%20"
+	v := oauth2.GenerateVerifier()
+	b := e.browser()
+	loc := b.approve(b.login(e.authURL(cfg, odd, v), "alice", "alice-password"), nil, nil)
+	if loc.Query().Get("state") != odd || loc.Query().Get("code") == "" {
+		t.Errorf("redirect %v: state %q, want %q and a code", loc, loc.Query().Get("state"), odd)
+	}
+}
+
+// TestEHRLaunchByPOST: the g10 EHR launch posts its authorization request
+// (C-AZ-01, C-AZ-08); the token response and the introspection of its
+// token carry the launch's patient and encounter (C-TK-02, C-IN-02).
+func TestEHRLaunchByPOST(t *testing.T) {
+	e := newEnv(t, nil)
+	e.user("drbob", "Practitioner/d9")
+	launch, err := CreateLaunch(t.Context(), e.st, "p7", "e3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := e.client(ClientSpec{})
+	cfg := e.oauth(app, "launch", "openid", "fhirUser", "patient/*.rs")
+	v := oauth2.GenerateVerifier()
+	b := e.browser()
+	au, _ := url.Parse(e.authURL(cfg, "ehr-post-1234", v, "launch", launch))
+	p := b.post(e.base+"/auth/authorize", au.Query())
+	if p.status != http.StatusOK || !strings.Contains(p.body, `name="password"`) {
+		t.Fatalf("POST authorize: %d, want the login page", p.status)
+	}
+	f := hidden(p.body)
+	f.Set("username", "drbob")
+	f.Set("password", "drbob-password")
+	loc := b.approve(b.post(e.base+"/auth/login", f), nil, nil)
+	if loc.Query().Get("state") != "ehr-post-1234" {
+		t.Fatalf("redirect %v: state not echoed", loc)
+	}
+	tok, err := cfg.Exchange(e.ctx(), loc.Query().Get("code"), oauth2.VerifierOption(v))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok.Extra("patient") != "p7" || tok.Extra("encounter") != "e3" {
+		t.Errorf("token response patient %v encounter %v", tok.Extra("patient"), tok.Extra("encounter"))
+	}
+	claims := e.idToken(tok.Extra("id_token").(string), app.ClientID)
+	status, _, got := e.postForm("/auth/introspect", url.Values{"token": {tok.AccessToken}}, app.ClientID, app.ClientSecret)
+	if status != 200 || got["active"] != true || got["patient"] != "p7" || got["encounter"] != "e3" ||
+		got["scope"] != tok.Extra("scope") || got["sub"] != claims["sub"] || got["iss"] != claims["iss"] ||
+		got["fhirUser"] != e.base+"/Practitioner/d9" {
+		t.Errorf("introspection: %d %v", status, got)
+	}
+}
