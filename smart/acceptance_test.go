@@ -1,7 +1,10 @@
 package smart
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -415,5 +418,34 @@ func TestEHRLaunchByPOST(t *testing.T) {
 		got["scope"] != tok.Extra("scope") || got["sub"] != claims["sub"] || got["iss"] != claims["iss"] ||
 		got["fhirUser"] != e.base+"/Practitioner/d9" {
 		t.Errorf("introspection: %d %v", status, got)
+	}
+}
+
+// TestStyleURLFollowsContent: smart_style_url answers 200 JSON, and its
+// version parameter is a digest of what it serves, so a changed style
+// gets a new URL (C-TK-10: "A new URL SHALL be issued when the content
+// changes").
+func TestStyleURLFollowsContent(t *testing.T) {
+	e := newEnv(t, nil)
+	e.user("alice", "Patient/p1")
+	tok := e.standalone(e.oauth(e.client(ClientSpec{Public: true}), "launch/patient", "patient/*.rs"), "alice", nil)
+	raw, _ := tok.Extra("smart_style_url").(string)
+	u, err := url.Parse(raw)
+	if err != nil || !u.IsAbs() {
+		t.Fatalf("smart_style_url %q", raw)
+	}
+	resp, err := http.Get(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var doc map[string]any
+	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") || json.Unmarshal(body, &doc) != nil {
+		t.Fatalf("GET %s: %d %q %s", raw, resp.StatusCode, resp.Header.Get("Content-Type"), body)
+	}
+	sum := sha256.Sum256(body)
+	if got, want := u.Query().Get("v"), hex.EncodeToString(sum[:6]); got != want {
+		t.Errorf("style URL version %q, want %q (the digest of the served document)", got, want)
 	}
 }
