@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -447,5 +448,62 @@ func TestStyleURLFollowsContent(t *testing.T) {
 	sum := sha256.Sum256(body)
 	if got, want := u.Query().Get("v"), hex.EncodeToString(sum[:6]); got != want {
 		t.Errorf("style URL version %q, want %q (the digest of the served document)", got, want)
+	}
+}
+
+// TestPagesSayWhatIsAsked: the login and consent pages name the app
+// (escaped: the name is the registrant's text) and say each requested
+// scope in plain words, every input has a label, the fields are named
+// as issue 5 says (username, password, approve), and no script is
+// needed.
+func TestPagesSayWhatIsAsked(t *testing.T) {
+	e := newEnv(t, nil)
+	e.user("alice", "Patient/p1")
+	const name = `Dr. <b>Chart</b> & "Co"`
+	app := e.client(ClientSpec{Name: name, Public: true})
+	lab := "patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory"
+	cfg := e.oauth(app, "launch/patient", "offline_access", "patient/Condition.read", lab)
+	b := e.browser()
+	login := b.get(e.authURL(cfg, "state-pages-1", oauth2.GenerateVerifier()))
+	consent := b.login(e.authURL(cfg, "state-pages-2", oauth2.GenerateVerifier()), "alice", "alice-password")
+	escaped := "Dr. &lt;b&gt;Chart&lt;/b&gt; &amp; &#34;Co&#34;"
+	for _, p := range []struct {
+		name string
+		page page
+		want []string
+	}{
+		{"login", login, []string{escaped, `name="username"`, `name="password"`}},
+		{"consent", consent, []string{escaped, `name="approve"`,
+			"Know which patient record to work with",
+			"Keep access after you log out, until you revoke it",
+			"Read, search Condition records of the selected patient",
+			"Read, search Observation records of the selected patient (only category laboratory)"}},
+	} {
+		t.Run(p.name, func(t *testing.T) {
+			if p.page.status != http.StatusOK {
+				t.Fatalf("status %d", p.page.status)
+			}
+			for _, w := range p.want {
+				if !strings.Contains(p.page.body, w) {
+					t.Errorf("page lacks %q", w)
+				}
+			}
+			if strings.Contains(p.page.body, "<b>Chart") || strings.Contains(strings.ToLower(p.page.body), "<script") {
+				t.Error("page holds unescaped app markup or a script")
+			}
+			// Every visible input has a label naming its id.
+			inputs := regexp.MustCompile(`<input[^>]* id="([^"]+)"`).FindAllStringSubmatch(p.page.body, -1)
+			if len(inputs) < 2 {
+				t.Errorf("%d labelled inputs found, want the form's fields", len(inputs))
+			}
+			for _, m := range inputs {
+				if !strings.Contains(p.page.body, `<label for="`+m[1]+`">`) {
+					t.Errorf("input %s has no label", m[1])
+				}
+			}
+		})
+	}
+	if got := offered(consent.body); len(got) != 4 {
+		t.Errorf("consent offers %q, want the 4 requested scopes", got)
 	}
 }
