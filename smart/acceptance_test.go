@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	jose "github.com/go-jose/go-jose/v3"
 	"github.com/go-jose/go-jose/v3/jwt"
@@ -505,5 +506,72 @@ func TestPagesSayWhatIsAsked(t *testing.T) {
 	}
 	if got := offered(consent.body); len(got) != 4 {
 		t.Errorf("consent offers %q, want the 4 requested scopes", got)
+	}
+}
+
+// TestLaunchEncounterScope: launch/encounter is granted with an EHR
+// launch that has an encounter, and dropped (never an empty encounter)
+// in a standalone launch, which has none (C-SC-09, C-TK-02).
+func TestLaunchEncounterScope(t *testing.T) {
+	e := newEnv(t, nil)
+	e.user("drbob", "Practitioner/d9")
+	e.user("alice", "Patient/p1")
+	app := e.client(ClientSpec{Public: true})
+
+	launch, err := CreateLaunch(t.Context(), e.st, "p7", "e3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ehr := e.oauth(app, "launch", "launch/encounter", "patient/*.rs")
+	v := oauth2.GenerateVerifier()
+	b := e.browser()
+	loc := b.approve(b.login(e.authURL(ehr, "state-enc-1234", v, "launch", launch), "drbob", "drbob-password"), nil, nil)
+	tok, err := ehr.Exchange(e.ctx(), loc.Query().Get("code"), oauth2.VerifierOption(v))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok.Extra("scope") != "launch launch/encounter patient/*.rs" || tok.Extra("encounter") != "e3" {
+		t.Errorf("EHR launch: scope %q encounter %v", tok.Extra("scope"), tok.Extra("encounter"))
+	}
+
+	tok = e.standalone(e.oauth(app, "launch/patient", "launch/encounter", "patient/*.rs"), "alice", nil)
+	if tok.Extra("scope") != "launch/patient patient/*.rs" || tok.Extra("encounter") != nil {
+		t.Errorf("standalone: scope %q encounter %v", tok.Extra("scope"), tok.Extra("encounter"))
+	}
+}
+
+// TestRefreshBoundToClient: a refresh token presented by another client
+// (public or confidential) is 400/401 and leaves the owner's grant
+// working (C-RF-03).
+func TestRefreshBoundToClient(t *testing.T) {
+	e := newEnv(t, nil)
+	e.user("alice", "Patient/p1")
+	owner := e.client(ClientSpec{Public: true})
+	cfg := e.oauth(owner, "launch/patient", "offline_access", "patient/*.rs")
+	tok := e.standalone(cfg, "alice", nil)
+	pub, conf := e.client(ClientSpec{Public: true}), e.client(ClientSpec{})
+	for _, tc := range []struct {
+		name       string
+		id, secret string
+	}{{"public", pub.ClientID, ""}, {"confidential", conf.ClientID, conf.ClientSecret}} {
+		t.Run(tc.name, func(t *testing.T) {
+			form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok.RefreshToken}}
+			basic := ""
+			if tc.secret == "" {
+				form.Set("client_id", tc.id)
+			} else {
+				basic = tc.id
+			}
+			status, _, body := e.postForm("/auth/token", form, basic, tc.secret)
+			if (status != 400 && status != 401) || body["access_token"] != nil {
+				t.Errorf("got %d %v, want 400/401", status, body)
+			}
+		})
+	}
+	if _, status := e.whoami(tok.AccessToken); status != 200 {
+		t.Errorf("owner's access token after the attempts: %d", status)
+	}
+	if _, err := cfg.TokenSource(e.ctx(), &oauth2.Token{RefreshToken: tok.RefreshToken, Expiry: time.Now().Add(-time.Hour)}).Token(); err != nil {
+		t.Errorf("owner's refresh after the attempts: %v", err)
 	}
 }
