@@ -126,3 +126,67 @@ func TestGranularCategories(t *testing.T) {
 		})
 	}
 }
+
+// TestDirectoryForPatients: Slot and Schedule are readable by a patient
+// as non-PHI directory data and never writable by one, even with
+// patient/*.cruds (issue 5, "Enforcement"; README "Access control").
+func TestDirectoryForPatients(t *testing.T) {
+	db, err := sqlite.Open(t.Context(), sqlite.Config{Path: filepath.Join(t.TempDir(), "kiln.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	toks := fixedTokens{
+		"admin":   {ClientID: "loader", Rules: []rest.Rule{{Context: "system", Type: "*", Ops: "cruds"}}},
+		"patient": {ClientID: "portal", Patient: "p1", FHIRUser: "Patient/p1", Rules: []rest.Rule{{Context: "patient", Type: "*", Ops: "cruds"}}},
+	}
+	srv := httptest.NewServer(rest.New(rest.Config{Auth: toks}, db))
+	defer srv.Close()
+	c := &apitest.Client{T: t, Base: srv.URL, HTTP: srv.Client()}
+	as := func(tok, method, path string, body []byte) apitest.Response {
+		return c.Do(method, path, body, "Authorization", "Bearer "+tok)
+	}
+	schedule := []byte(`{"resourceType":"Schedule","id":"s1","actor":[{"reference":"Practitioner/d1"}]}`)
+	slot := []byte(`{"resourceType":"Slot","id":"sl1","schedule":{"reference":"Schedule/s1"},"status":"free",` +
+		`"start":"2027-01-04T09:00:00Z","end":"2027-01-04T09:30:00Z"}`)
+	for _, r := range []apitest.Response{
+		as("admin", "PUT", "/Patient/p1", []byte(`{"resourceType":"Patient","id":"p1"}`)),
+		as("admin", "PUT", "/Schedule/s1", schedule),
+		as("admin", "PUT", "/Slot/sl1", slot),
+	} {
+		if r.Status/100 != 2 {
+			t.Fatalf("load: %d %s", r.Status, r.Body)
+		}
+	}
+	busy := []byte(strings.Replace(string(slot), `"free"`, `"busy"`, 1))
+	for _, tc := range []struct {
+		method, path string
+		body         []byte
+		want         int
+	}{
+		{"GET", "/Slot/sl1", nil, 200},
+		{"GET", "/Schedule/s1", nil, 200},
+		{"GET", "/Slot?schedule=Schedule/s1&status=free", nil, 200},
+		{"PUT", "/Slot/sl1", busy, 403},
+		{"PUT", "/Schedule/s1", schedule, 403},
+		{"POST", "/Slot", busy, 403},
+		{"DELETE", "/Slot/sl1", nil, 403},
+		{"DELETE", "/Schedule/s1", nil, 403},
+	} {
+		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
+			r := as("patient", tc.method, tc.path, tc.body)
+			if r.Status != tc.want {
+				t.Fatalf("status %d, want %d: %.300s", r.Status, tc.want, r.Body)
+			}
+			if tc.path == "/Slot?schedule=Schedule/s1&status=free" {
+				if got := bundleIDs(t, r); !slices.Equal(got, []string{"Slot/sl1"}) {
+					t.Errorf("entries %v, want the free slot", got)
+				}
+			}
+		})
+	}
+	// The slot is as loaded: free, version 1.
+	if r := as("admin", "GET", "/Slot/sl1", nil); r.Status != 200 || !strings.Contains(string(r.Body), `"free"`) || !strings.Contains(string(r.Body), `"versionId":"1"`) {
+		t.Errorf("slot changed: %d %s", r.Status, r.Body)
+	}
+}
