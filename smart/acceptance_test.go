@@ -575,3 +575,37 @@ func TestRefreshBoundToClient(t *testing.T) {
 		t.Errorf("owner's refresh after the attempts: %v", err)
 	}
 }
+
+// TestOnlyAccessTokensAreBearer: of everything a launch hands an app,
+// only the access token opens the FHIR API; a refresh token, the code,
+// the id_token or a client secret sent as a bearer token is invalid
+// (C-RS-01, C-RS-03).
+func TestOnlyAccessTokensAreBearer(t *testing.T) {
+	e := newEnv(t, nil)
+	e.user("alice", "Patient/p1")
+	app := e.client(ClientSpec{})
+	cfg := e.oauth(app, "launch/patient", "openid", "fhirUser", "offline_access", "patient/*.rs")
+	v := oauth2.GenerateVerifier()
+	b := e.browser()
+	code := b.approve(b.login(e.authURL(cfg, "state-bearer-1", v), "alice", "alice-password"), nil, nil).Query().Get("code")
+	tok, err := cfg.Exchange(e.ctx(), code, oauth2.VerifierOption(v))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, status := e.whoami(tok.AccessToken); status != 200 {
+		t.Fatalf("access token: %d", status)
+	}
+	for name, bad := range map[string]string{
+		"refresh token": tok.RefreshToken,
+		"code":          code,
+		"id_token":      tok.Extra("id_token").(string),
+		"client secret": app.ClientSecret,
+	} {
+		if bad == "" {
+			t.Fatalf("%s is empty", name)
+		}
+		if _, status := e.whoami(bad); status != http.StatusUnauthorized {
+			t.Errorf("%s as a bearer token: %d, want 401", name, status)
+		}
+	}
+}
