@@ -15,6 +15,8 @@ package smart
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -292,18 +294,27 @@ func (s *Server) jwksDoc(w http.ResponseWriter, r *http.Request) {
 	writeJSONAnyOrigin(w, http.StatusOK, set)
 }
 
-// style is the SMART style document (scopes-and-launch-context.html
-// #styling); its URL changes with its content, as the spec asks.
-func (s *Server) style(w http.ResponseWriter, r *http.Request) {
-	writeJSONAnyOrigin(w, http.StatusOK, map[string]any{
-		"color_background": "#ffffff", "color_error": "#9e2a2b", "color_highlight": "#005a9c",
-		"color_modal_backdrop": "", "color_success": "#2e7d32", "color_text": "#1a1a1a",
-		"dim_border_radius": "4px", "dim_font_size": "16px", "dim_spacing_size": "16px",
-		"font_family_body": "system-ui, sans-serif", "font_family_heading": "system-ui, sans-serif",
-	})
-}
+// styleDoc is the SMART style document (scopes-and-launch-context.html
+// #styling). "A new URL SHALL be issued when the content changes", so
+// styleVersion, the URL's v parameter, is a digest of the content
+// rather than a number someone must remember to bump.
+var styleDoc, _ = json.Marshal(map[string]any{
+	"color_background": "#ffffff", "color_error": "#9e2a2b", "color_highlight": "#005a9c",
+	"color_modal_backdrop": "", "color_success": "#2e7d32", "color_text": "#1a1a1a",
+	"dim_border_radius": "4px", "dim_font_size": "16px", "dim_spacing_size": "16px",
+	"font_family_body": "system-ui, sans-serif", "font_family_heading": "system-ui, sans-serif",
+})
 
-const styleVersion = "1"
+var styleVersion = func() string {
+	sum := sha256.Sum256(styleDoc)
+	return hex.EncodeToString(sum[:6])
+}()
+
+func (s *Server) style(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Access-Control-Allow-Origin", "*")
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(styleDoc)
+}
 
 func writeJSONAnyOrigin(w http.ResponseWriter, status int, v any) {
 	// conformance.html: discovery is fetched by browser apps from any
