@@ -173,9 +173,11 @@ func exportGrant(g smart.Grant) (bulk.Grant, bool) {
 	}
 	switch {
 	case len(open) > 0:
-		return bulk.Grant{Client: exportOwner(g, ""), Types: typesOf(open, openAll)}, true
+		return bulk.Grant{Client: exportOwner(g, ""), Types: typesOf(open, openAll),
+			ClientID: g.ClientID, FHIRUser: g.FHIRUser}, true
 	case len(confined) > 0 && patient != "":
-		return bulk.Grant{Client: exportOwner(g, patient), Types: typesOf(confined, confinedAll), Patient: patient}, true
+		return bulk.Grant{Client: exportOwner(g, patient), Types: typesOf(confined, confinedAll), Patient: patient,
+			ClientID: g.ClientID, FHIRUser: g.FHIRUser}, true
 	}
 	return bulk.Grant{}, false
 }

@@ -33,31 +33,31 @@ func TestExportGrant(t *testing.T) {
 		ok   bool
 	}{
 		{"backend services, every type", smart.Grant{ClientID: "c", Scopes: scopes(t, "system/*.rs")},
-			bulk.Grant{Client: "c"}, true},
+			bulk.Grant{Client: "c", ClientID: "c"}, true},
 		{"backend services, v1 read of two types", smart.Grant{ClientID: "c", Scopes: scopes(t, "system/Patient.read", "system/Observation.read")},
-			bulk.Grant{Client: "c", Types: []string{"Patient", "Observation"}}, true},
+			bulk.Grant{Client: "c", Types: []string{"Patient", "Observation"}, ClientID: "c"}, true},
 		{"write-only scope exports nothing", smart.Grant{ClientID: "c", Scopes: scopes(t, "system/*.cud")},
 			bulk.Grant{}, false},
 		{"granular scope exports nothing", smart.Grant{ClientID: "c", Scopes: []smart.Scope{{Context: "system", Type: "Observation", Ops: "rs", Query: url.Values{"category": {"laboratory"}}}}},
 			bulk.Grant{}, false},
 		{"patient scopes confine to the launch patient", smart.Grant{ClientID: "c", Patient: "p1", Scopes: scopes(t, "patient/*.rs")},
-			bulk.Grant{Client: "c patient p1", Patient: "p1"}, true},
+			bulk.Grant{Client: "c patient p1", Patient: "p1", ClientID: "c"}, true},
 		{"patient scopes without a patient grant nothing", smart.Grant{ClientID: "c", Scopes: scopes(t, "patient/*.rs")},
 			bulk.Grant{}, false},
 		{"a patient user's user/ scopes confine to that patient", smart.Grant{ClientID: "c", Subject: "u2", FHIRUser: "https://kiln.example/Patient/p2", Scopes: scopes(t, "user/Observation.rs")},
-			bulk.Grant{Client: "c user u2 patient p2", Types: []string{"Observation"}, Patient: "p2"}, true},
+			bulk.Grant{Client: "c user u2 patient p2", Types: []string{"Observation"}, Patient: "p2", ClientID: "c", FHIRUser: "https://kiln.example/Patient/p2"}, true},
 		{"a practitioner's user/ scopes are unconfined", smart.Grant{ClientID: "c", Subject: "d", FHIRUser: "Practitioner/d1", Scopes: scopes(t, "user/*.rs")},
-			bulk.Grant{Client: "c user d"}, true},
+			bulk.Grant{Client: "c user d", ClientID: "c", FHIRUser: "Practitioner/d1"}, true},
 		// One app, one user, two EHR launches: each launch patient owns
 		// its own exports.
 		{"an EHR launch owns its patient's exports", smart.Grant{ClientID: "c", Subject: "d", FHIRUser: "Practitioner/d1", Patient: "p3", Scopes: scopes(t, "patient/*.rs")},
-			bulk.Grant{Client: "c user d patient p3", Patient: "p3"}, true},
+			bulk.Grant{Client: "c user d patient p3", Patient: "p3", ClientID: "c", FHIRUser: "Practitioner/d1"}, true},
 		{"a backend service's subject is itself", smart.Grant{ClientID: "c", Subject: "c", Scopes: scopes(t, "system/*.rs")},
-			bulk.Grant{Client: "c"}, true},
+			bulk.Grant{Client: "c", ClientID: "c"}, true},
 		{"a related person gets nothing yet", smart.Grant{ClientID: "c", FHIRUser: "RelatedPerson/r1", Scopes: scopes(t, "user/*.rs")},
 			bulk.Grant{}, false},
 		{"system rules win over patient rules", smart.Grant{ClientID: "c", Patient: "p1", Scopes: scopes(t, "patient/*.rs", "system/Patient.rs")},
-			bulk.Grant{Client: "c", Types: []string{"Patient"}}, true},
+			bulk.Grant{Client: "c", Types: []string{"Patient"}, ClientID: "c"}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, ok := exportGrant(tc.g)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -98,6 +99,49 @@ func TestBulkExportOnBinary(t *testing.T) {
 	})
 	if strings.Contains(k.logs(), "bp1") {
 		t.Errorf("the log names a patient id")
+	}
+
+	// --auth=none: there is nobody to record, so no bulk request (nor
+	// any other) became an AuditEvent.
+	if r := c.Do("GET", "/AuditEvent", nil); r.Status != http.StatusOK || strings.Contains(string(r.Body), `"entry"`) {
+		t.Errorf("AuditEvents under --auth=none: %d %.300s", r.Status, r.Body)
+	}
+
+	// The CapabilityStatement lists $export at the three levels bulk
+	// serves, with the IG's definitions, and instantiates the IG's
+	// statement (export.html#server-capability-documentation), though
+	// bulk is routed outside the REST API.
+	var cs struct {
+		Instantiates []string
+		Rest         []struct {
+			Operation []struct{ Name, Definition string }
+			Resource  []struct {
+				Type      string
+				Operation []struct{ Name, Definition string }
+			}
+		}
+	}
+	if err := json.Unmarshal(c.Do("GET", "/metadata", nil).Body, &cs); err != nil || len(cs.Rest) != 1 {
+		t.Fatalf("metadata: %v", err)
+	}
+	exports := map[string]string{}
+	for _, op := range cs.Rest[0].Operation {
+		exports["system "+op.Name] = op.Definition
+	}
+	for _, res := range cs.Rest[0].Resource {
+		for _, op := range res.Operation {
+			if op.Name == "export" {
+				exports[res.Type+" "+op.Name] = op.Definition
+			}
+		}
+	}
+	const ig = "http://hl7.org/fhir/uv/bulkdata/"
+	if want := map[string]string{"system export": ig + "OperationDefinition/export", "Patient export": ig + "OperationDefinition/patient-export",
+		"Group export": ig + "OperationDefinition/group-export"}; !maps.Equal(exports, want) {
+		t.Errorf("CapabilityStatement $export entries %v, want %v", exports, want)
+	}
+	if !slices.Equal(cs.Instantiates, []string{ig + "CapabilityStatement/bulk-data"}) {
+		t.Errorf("instantiates %v", cs.Instantiates)
 	}
 
 	// --export-expiry 2s: the files go, and the status with them.

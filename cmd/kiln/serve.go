@@ -170,6 +170,7 @@ func serve(ctx context.Context, args []string) (err error) {
 		StrictSearch: cfg.searchHandling == "strict",
 	}
 	var authz *smart.Server
+	var auditor *audit.Writer
 	if cfg.auth == "smart" {
 		records, ok := db.(store.Records)
 		if !ok {
@@ -186,10 +187,18 @@ func serve(ctx context.Context, args []string) (err error) {
 		// in batches off the request path. Closed (flushing what is
 		// queued) after the HTTP server stopped and before the store
 		// closes: defers run last first.
-		auditor := audit.New(audit.Config{Logger: logger, Metrics: reg}, st)
+		// Bulk export reports to the same writer.
+		auditor = audit.New(audit.Config{Logger: logger, Metrics: reg}, st)
 		defer auditor.Close()
 		restCfg.Audit = auditor
 		restCfg.OAuth = &rest.OAuthURIs{Authorize: e.Authorize, Token: e.Token, Introspect: e.Introspect, Revoke: e.Revoke}
+	}
+	// Bulk export is served in front of the REST API (withBulk) when the
+	// store keeps its jobs; the CapabilityStatement still lists it.
+	exportStore, canExport := db.(bulk.Store)
+	if canExport {
+		restCfg.ExternalOperations = bulkOperations
+		restCfg.Instantiates = []string{bulkCapabilities}
 	}
 	var handler http.Handler = rest.New(restCfg, st)
 	if authz != nil {
@@ -200,13 +209,16 @@ func serve(ctx context.Context, args []string) (err error) {
 	// chunked files are not REST calls, and are metered by the job. Both
 	// backends keep its jobs and files, so with MongoDB any process can
 	// run, poll and serve any export.
-	if exportStore, ok := db.(bulk.Store); ok {
+	if canExport {
 		var exportAuth bulk.Authorizer
+		var exportAudit bulk.Auditor
 		if authz != nil {
 			exportAuth = exportAuthorizer{authz}
+			exportAudit = auditor
 		}
 		exports := bulk.New(bulk.Config{
 			Authorizer:  exportAuth,
+			Audit:       exportAudit,
 			BaseURL:     cfg.baseURL,
 			Workers:     cfg.exportWorkers,
 			MaxJobs:     cfg.exportMaxJobs,
@@ -259,6 +271,17 @@ func serve(ctx context.Context, args []string) (err error) {
 	serr := srv.Shutdown(sctx)
 	logger.Info("stopped")
 	return serr
+}
+
+// Bulk Data IG 2.0 (export.html#server-capability-documentation): a
+// server that exports lists $export at each level it serves with the
+// IG's OperationDefinitions, and instantiates the IG's CapabilityStatement.
+const bulkCapabilities = "http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"
+
+var bulkOperations = []rest.ExternalOperation{
+	{Name: "export", Definition: "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export", System: true},
+	{Name: "export", Definition: "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export", Types: []string{"Patient"}},
+	{Name: "export", Definition: "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export", Types: []string{"Group"}},
 }
 
 // withBulk sends the bulk export requests ($export kick-offs, their status

@@ -315,5 +315,81 @@ func TestSMARTExportOnBinary(t *testing.T) {
 			}
 		}
 	})
+	t.Run("exports are in the audit trail", func(t *testing.T) {
+		// fhir/bulk audit.go: kick-off, status and download made with a
+		// token are AuditEvents (subtype export, entity the job's status
+		// URL) written by the REST API's writer; a patient-confined
+		// export carries the patient, who finds it with their own token
+		// (patient/*.rs) and finds nobody else's.
+		steps := func(token string) map[string][]string {
+			t.Helper()
+			out := map[string][]string{} // job URL → "client step"
+			status, _, body := bulkDo(t, http.MethodGet, k.base+"/AuditEvent?subtype=export&_count=1000", token)
+			if status != http.StatusOK {
+				t.Fatalf("AuditEvent search: %d %.300s", status, body)
+			}
+			var bundle struct {
+				Entry []struct {
+					Resource struct {
+						Agent []struct {
+							Who struct{ Identifier struct{ Value string } }
+						}
+						Entity []struct {
+							What        struct{ Identifier struct{ Value string } }
+							Role        struct{ Code string }
+							Description string
+						}
+					}
+				}
+			}
+			if err := json.Unmarshal(body, &bundle); err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range bundle.Entry {
+				for _, en := range e.Resource.Entity {
+					if en.Role.Code == "20" {
+						out[en.What.Identifier.Value] = append(out[en.What.Identifier.Value], e.Resource.Agent[0].Who.Identifier.Value+" "+en.Description)
+					}
+				}
+			}
+			return out
+		}
+		want := func(client string, m exportManifest) []string {
+			w := []string{client + " kick-off", client + " status"}
+			for _, f := range m.Output {
+				w = append(w, client+" download "+f.URL[strings.LastIndexByte(f.URL, '/')+1:])
+			}
+			return w
+		}
+		bsID := bs.id
+		var mine, all map[string][]string
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			mine, all = steps(tokA.AccessToken), steps(sysAll)
+			if !slices.ContainsFunc(want(bsID, sysManifest), func(s string) bool { return !slices.Contains(all[sysStatus], s) }) &&
+				!slices.ContainsFunc(want(clientID, aManifest), func(s string) bool { return !slices.Contains(mine[aStatus], s) }) ||
+				time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		for _, s := range want(clientID, aManifest) {
+			if !slices.Contains(mine[aStatus], s) {
+				t.Errorf("patient A's audit trail lacks %q of their export: %v", s, mine[aStatus])
+			}
+		}
+		for job, ss := range mine {
+			for _, s := range ss {
+				if !strings.HasPrefix(s, clientID+" ") {
+					t.Errorf("patient A's audit trail holds %q on %s, not the portal's", s, job)
+				}
+			}
+		}
+		for _, s := range want(bsID, sysManifest) {
+			if !slices.Contains(all[sysStatus], s) {
+				t.Errorf("the backend client's export lacks %q: %v", s, all[sysStatus])
+			}
+		}
+	})
 	t.Logf("TestSMARTExportOnBinary: %v", time.Since(start).Round(time.Millisecond))
 }

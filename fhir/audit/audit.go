@@ -54,6 +54,16 @@ type Event struct {
 	Query string
 	// Base is the request's base URL (to read absolute references).
 	Base string
+	// Operation, when set, names the operation the request belongs to
+	// ("export" for every bulk export request: kick-off, status, file
+	// download, cancel): a second subtype coding in urn:kiln:operation.
+	Operation string
+	// Job is the URL of the asynchronous job the request started or
+	// addressed (a bulk export's status URL): an entity with object-role
+	// 20 Job, identified by the URL (it is not a FHIR resource), and
+	// JobStep (no patient data: "kick-off", "status", "download
+	// Patient-1.ndjson", "cancel") its description.
+	Job, JobStep string
 	// Touched are the resources the response carried or the request
 	// wrote: the writer derives the patients concerned from them.
 	Touched [][]byte
@@ -297,6 +307,10 @@ const (
 	systemRoleType    = "http://terminology.hl7.org/CodeSystem/extra-security-role-type"
 	// systemClient names client_ids in agent.who.identifier.
 	systemClient = "urn:kiln:client"
+	// systemOperation names operations in a subtype (Event.Operation).
+	systemOperation = "urn:kiln:operation"
+	// systemURI identifies a job by its URL (identifier-registry: RFC 3986).
+	systemURI = "urn:ietf:rfc:3986"
 )
 
 // interactions are the restful-interaction codes (valueset-type-restful-
@@ -379,6 +393,9 @@ func (w *Writer) resource(e *Event) *auditEvent {
 		ae.Action = action
 		ae.Subtype = []coding{{System: systemInteraction, Code: code}}
 	}
+	if e.Operation != "" {
+		ae.Subtype = append(ae.Subtype, coding{System: systemOperation, Code: e.Operation, Display: "$" + e.Operation})
+	}
 
 	// The app, and the user it acts for: the user is the requestor when
 	// there is one, else the app itself (a backend service).
@@ -402,6 +419,10 @@ func (w *Writer) resource(e *Event) *auditEvent {
 	if e.Target != "" {
 		ae.Entity = append(ae.Entity, entity{What: &reference{Reference: e.Target}, Type: object,
 			Role: &coding{System: systemObjectRole, Code: "4", Display: "Domain Resource"}})
+	}
+	if e.Job != "" {
+		ae.Entity = append(ae.Entity, entity{What: &reference{Identifier: &identifier{System: systemURI, Value: e.Job}},
+			Type: object, Role: &coding{System: systemObjectRole, Code: "20", Display: "Job"}, Description: e.JobStep})
 	}
 	if e.Query != "" {
 		// sev-1: a query entity has no name. The query is base64Binary.

@@ -173,3 +173,72 @@ func TestRecordNeverBlocks(t *testing.T) {
 		t.Errorf("over budget: dropped %d, pending %d, queued %d; want 1, 0, 0", w.Dropped(), w.pending.Load(), len(w.queue))
 	}
 }
+
+// TestChangeJob: an event of an asynchronous operation (bulk export)
+// names the operation in a second subtype and the job by its URL (an
+// identifier: the status URL is no FHIR resource) with role 20 Job and
+// the step as its description; a confined token's patient is still an
+// entity and indexed (the patient sees the export in their trail).
+func TestChangeJob(t *testing.T) {
+	w := newWriter(Config{}, nil)
+	const job = "http://kiln.example/fhir/$export-status/j1"
+	for _, tc := range []struct {
+		name     string
+		ev       Event
+		patients []string
+	}{
+		{"backend kick-off", Event{Interaction: "$export", Operation: "export", Status: 202, ClientID: "loader", Job: job, JobStep: "kick-off", Query: "$export?_type=Patient"}, nil},
+		{"patient download", Event{Interaction: "$export", Operation: "export", Status: 200, ClientID: "portal", FHIRUser: "Patient/A", Patient: "A", Job: job, JobStep: "download Patient-1.ndjson"}, []string{"Patient/A"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.ev.Time = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+			ch, err := w.change(&tc.ev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ae struct {
+				Action  string
+				Subtype []struct{ System, Code string }
+				Entity  []struct {
+					What struct {
+						Reference  string
+						Identifier struct{ System, Value string }
+					}
+					Role        struct{ Code string }
+					Description string
+				}
+			}
+			if err := json.Unmarshal(ch.Body, &ae); err != nil {
+				t.Fatal(err)
+			}
+			want := []struct{ System, Code string }{{systemInteraction, "operation"}, {"urn:kiln:operation", "export"}}
+			if ae.Action != "E" || !slices.Equal(ae.Subtype, want) {
+				t.Errorf("action %s subtype %v, want E %v", ae.Action, ae.Subtype, want)
+			}
+			var jobs, patients []string
+			for _, e := range ae.Entity {
+				switch e.Role.Code {
+				case "20":
+					jobs = append(jobs, e.What.Identifier.System+"|"+e.What.Identifier.Value+" "+e.Description)
+				case "1":
+					patients = append(patients, e.What.Reference)
+				}
+			}
+			if !slices.Equal(jobs, []string{"urn:ietf:rfc:3986|" + job + " " + tc.ev.JobStep}) {
+				t.Errorf("job entities %v", jobs)
+			}
+			if !slices.Equal(patients, tc.patients) {
+				t.Errorf("patients %v, want %v", patients, tc.patients)
+			}
+			var indexed []string
+			for _, e := range ch.Index {
+				if e.Param == "patient" {
+					indexed = append(indexed, e.Ref)
+				}
+			}
+			if !slices.Equal(indexed, tc.patients) {
+				t.Errorf("patient index entries %v, want %v", indexed, tc.patients)
+			}
+		})
+	}
+}

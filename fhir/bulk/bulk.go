@@ -31,6 +31,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/kiln-fhir/kiln/fhir/audit"
 	"github.com/kiln-fhir/kiln/fhir/outcome"
 	"github.com/kiln-fhir/kiln/fhir/search"
 	"github.com/kiln-fhir/kiln/store"
@@ -86,6 +87,16 @@ type Grant struct {
 	// compartment (patient/ scopes, or a user/ token with a patient
 	// context): every level then exports that compartment only.
 	Patient string
+	// ClientID and FHIRUser are the token's app and user, for the audit
+	// trail (Config.Audit); a grant without ClientID is not audited.
+	ClientID, FHIRUser string
+}
+
+// Auditor receives one event per bulk request made with a token
+// (fhir/audit.Writer, the same writer as the REST API's). Record must
+// not block.
+type Auditor interface {
+	Record(audit.Event)
 }
 
 func (g Grant) allows(typ string) bool {
@@ -134,6 +145,9 @@ type Config struct {
 	MaxAttempts int
 	// Authorizer checks every request; nil is --auth=none.
 	Authorizer Authorizer
+	// Audit receives one event per request whose grant names a client
+	// (kick-off, status, file, cancel; audit.go); nil records nothing.
+	Audit Auditor
 	// Registry gives the Patient compartment and parses _typeFilter; nil
 	// is search.Default().
 	Registry *search.Registry
@@ -280,6 +294,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Request-Id", id)
 	sw := &statusWriter{ResponseWriter: w}
 	ep, ok := route(r.URL.Path)
+	ra := &requestAudit{}
+	r = r.WithContext(context.WithValue(r.Context(), auditKey{}, ra))
 	var err error
 	interaction := "export-" + ep.what
 	switch {
@@ -308,6 +324,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		attrs = append(attrs, slog.String("outcome", e.LogString()))
 		outcome.Write(sw, e)
 	}
+	h.audit(r, sw, ep, ra, start)
 	attrs = append(attrs, slog.Int("status", sw.status), slog.Int64("bytes", sw.bytes),
 		slog.Duration("duration", time.Since(start)))
 	h.cfg.Logger.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
@@ -349,7 +366,11 @@ func (h *Handler) grant(r *http.Request) (Grant, error) {
 	if h.cfg.Authorizer == nil {
 		return Grant{}, nil
 	}
-	return h.cfg.Authorizer.Export(r)
+	g, err := h.cfg.Authorizer.Export(r)
+	if ra, ok := r.Context().Value(auditKey{}).(*requestAudit); ok && err == nil {
+		ra.grant, ra.granted = g, true
+	}
+	return g, err
 }
 
 // base is the public base URL for r.

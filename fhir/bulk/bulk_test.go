@@ -587,6 +587,37 @@ func TestLenient(t *testing.T) {
 	}
 }
 
+// TestIncludeAssociatedDataIgnored: includeAssociatedData
+// (export.html#query-parameters) is not built. By default it is ignored
+// and reported (a warning in the 202 body and the manifest's error
+// files); Prefer: handling=strict refuses it (README "Bulk export").
+func TestIncludeAssociatedDataIgnored(t *testing.T) {
+	s := newServer(t, Config{})
+	seed(s)
+	const path = "/$export?_type=Practitioner&includeAssociatedData=LatestProvenanceResources"
+	issues := expectOutcome(t, s.do("GET", path, nil, append(slices.Clone(kickoffHeaders), "Prefer", "handling=strict")...),
+		http.StatusBadRequest, "includeAssociatedData under handling=strict")
+	if len(issues) != 1 || !slices.Equal(issues[0].Expression, []string{"includeAssociatedData"}) {
+		t.Errorf("strict refusal: %+v", issues)
+	}
+	r := s.do("GET", path, nil, kickoffHeaders...)
+	if r.status != http.StatusAccepted || !bytes.Contains(r.body, []byte(`"includeAssociatedData"`)) {
+		t.Fatalf("kick-off: %d %s, want 202 with a warning on includeAssociatedData", r.status, r.body)
+	}
+	m := s.poll(r.header.Get("Content-Location"))
+	if got := ids(s.download(m.Output)); !slices.Equal(got, []string{"Practitioner/dr"}) {
+		t.Errorf("exported %v", got)
+	}
+	var reported []string
+	for _, oo := range s.download(m.Error)["OperationOutcome"] {
+		is := oo["issue"].([]any)[0].(map[string]any)
+		reported = append(reported, is["severity"].(string)+" "+is["expression"].([]any)[0].(string))
+	}
+	if !slices.Equal(reported, []string{"warning includeAssociatedData"}) {
+		t.Errorf("error files report %v, want the ignored includeAssociatedData", reported)
+	}
+}
+
 func TestCancel(t *testing.T) {
 	block := make(chan struct{})
 	s := newServer(t, Config{pageSize: 1, pageHook: func(string, string) { <-block }})

@@ -58,6 +58,28 @@ type Config struct {
 	// Audit receives one event per request made with a valid token
 	// (audit.go); nil records nothing.
 	Audit Auditor
+	// ExternalOperations are operations another handler serves in front
+	// of this API (cmd/kiln routes Bulk Data's $export to fhir/bulk).
+	// They are listed in the CapabilityStatement only, never routed here.
+	ExternalOperations []ExternalOperation
+	// Instantiates are the canonical URLs of other CapabilityStatements
+	// this server implements (CapabilityStatement.instantiates), such as
+	// Bulk Data's when export is served.
+	Instantiates []string
+}
+
+// ExternalOperation is an operation served by another handler, for the
+// CapabilityStatement (Config.ExternalOperations).
+type ExternalOperation struct {
+	// Name is the code after '$'.
+	Name string
+	// Definition is the canonical URL of the OperationDefinition.
+	Definition string
+	// System lists it in rest.operation (invoked on [base]).
+	System bool
+	// Types lists it in rest.resource.operation of these types (invoked
+	// on [base]/[type] or [base]/[type]/[id]).
+	Types []string
 }
 
 // API serves the FHIR REST interface.
@@ -139,7 +161,7 @@ func New(cfg Config, st Store) *API {
 		cfg.Registry = search.Default()
 	}
 	a := &API{cfg: cfg, store: st, searcher: st}
-	a.caps = newCapabilities(cfg.Version, cfg.Now(), cfg.Registry, cfg.OAuth)
+	a.caps = newCapabilities(cfg, cfg.Now(), cfg.Registry)
 
 	r := mux.NewRouter()
 	r.Handle("/metadata", a.wrap("capabilities", (*API).metadata)).Methods(http.MethodGet, http.MethodHead, http.MethodOptions)

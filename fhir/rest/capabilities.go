@@ -53,7 +53,8 @@ func (o *OAuthURIs) security() map[string]any {
 	}
 }
 
-func newCapabilities(version string, now time.Time, reg *search.Registry, oauth *OAuthURIs) capabilities {
+func newCapabilities(cfg Config, now time.Time, reg *search.Registry) capabilities {
+	version, oauth := cfg.Version, cfg.OAuth
 	if version == "" {
 		version = "dev"
 	}
@@ -102,7 +103,7 @@ func newCapabilities(version string, now time.Time, reg *search.Registry, oauth 
 			"conditionalUpdate": true,
 			"conditionalDelete": "single",
 		}
-		if ops := operationEntries(t); ops != nil {
+		if ops := operationEntries(t, cfg.ExternalOperations); ops != nil {
 			res["operation"] = ops
 		}
 		resources = append(resources, res)
@@ -112,7 +113,7 @@ func newCapabilities(version string, now time.Time, reg *search.Registry, oauth 
 		"resource":    resources,
 		"interaction": systemCodes,
 	}
-	if ops := operationEntries(""); ops != nil {
+	if ops := operationEntries("", cfg.ExternalOperations); ops != nil {
 		rest["operation"] = ops
 	}
 	if oauth != nil {
@@ -132,6 +133,9 @@ func newCapabilities(version string, now time.Time, reg *search.Registry, oauth 
 		"fhirVersion": "4.0.1",
 		"format":      []string{"json", "application/fhir+json", "application/json"},
 		"rest":        []map[string]any{rest},
+	}
+	if len(cfg.Instantiates) > 0 {
+		cs["instantiates"] = cfg.Instantiates
 	}
 	body, err := json.Marshal(cs)
 	if err != nil {

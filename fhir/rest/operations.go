@@ -145,8 +145,9 @@ func (a *API) unknownOperation(w http.ResponseWriter, r *http.Request) error {
 
 // operationEntries are the CapabilityStatement operation entries
 // (CapabilityStatement.rest.resource.operation, or rest.operation when typ
-// is empty) for the operations invoked on typ, or at the system level.
-func operationEntries(typ string) []map[string]string {
+// is empty) for the operations invoked on typ, or at the system level:
+// those of the table, then those another handler serves (ext).
+func operationEntries(typ string, ext []ExternalOperation) []map[string]string {
 	var out []map[string]string
 	for _, op := range operations {
 		if typ == "" && !slices.Contains(op.levels, systemLevel) ||
@@ -154,6 +155,11 @@ func operationEntries(typ string) []map[string]string {
 			continue
 		}
 		out = append(out, map[string]string{"name": op.name, "definition": op.definition})
+	}
+	for _, op := range ext {
+		if typ == "" && op.System || typ != "" && slices.Contains(op.Types, typ) {
+			out = append(out, map[string]string{"name": op.Name, "definition": op.Definition})
+		}
 	}
 	return out
 }

@@ -5,6 +5,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/kiln-fhir/kiln/conformance/apitest"
@@ -121,5 +122,88 @@ func TestCapabilitiesOperations(t *testing.T) {
 	}
 	if seen < 140 {
 		t.Errorf("only %d resource entries", seen)
+	}
+}
+
+// TestCapabilitiesExternal: operations served by another handler in front
+// of the API (Config.ExternalOperations: cmd/kiln's bulk export) are
+// listed where they are invoked, after the table's own, and Instantiates
+// becomes CapabilityStatement.instantiates; without them neither appears
+// (capabilitystatement.html; Bulk Data IG export.html#server-capability-documentation).
+func TestCapabilitiesExternal(t *testing.T) {
+	const bulkCS = "http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"
+	ext := []rest.ExternalOperation{
+		{Name: "export", Definition: "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export", System: true},
+		{Name: "export", Definition: "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export", Types: []string{"Patient"}},
+		{Name: "export", Definition: "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export", Types: []string{"Group"}},
+	}
+	for _, tc := range []struct {
+		name         string
+		cfg          rest.Config
+		system       []string
+		patient      []string
+		group        []string
+		instantiates []any
+	}{
+		{name: "none", cfg: rest.Config{},
+			patient: []string{"validate", "everything"}, group: []string{"validate"}},
+		{name: "bulk", cfg: rest.Config{ExternalOperations: ext, Instantiates: []string{bulkCS}},
+			system:       []string{"export http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"},
+			patient:      []string{"validate", "everything", "export http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"},
+			group:        []string{"validate", "export http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"},
+			instantiates: []any{bulkCS}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(t.TempDir(), "kiln.db")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { db.Close() })
+			srv := httptest.NewServer(rest.New(tc.cfg, db))
+			t.Cleanup(srv.Close)
+			c := &apitest.Client{T: t, Base: srv.URL, HTTP: srv.Client()}
+			cs := c.Do("GET", "/metadata", nil).JSON(t)
+			// names lists "name" for the table's operations and "name
+			// definition" for the external ones, to check both.
+			names := func(v any) []string {
+				var out []string
+				ops, _ := v.([]any)
+				for _, op := range ops {
+					op := op.(map[string]any)
+					n := op["name"].(string)
+					if d := op["definition"].(string); !strings.HasPrefix(d, "http://hl7.org/fhir/OperationDefinition/") {
+						n += " " + d
+					}
+					out = append(out, n)
+				}
+				return out
+			}
+			rest0 := cs["rest"].([]any)[0].(map[string]any)
+			if got := names(rest0["operation"]); !slices.Equal(got, tc.system) {
+				t.Errorf("rest.operation %v, want %v", got, tc.system)
+			}
+			checked := 0
+			for _, res := range rest0["resource"].([]any) {
+				res := res.(map[string]any)
+				want := []string{"validate"}
+				switch res["type"] {
+				case "Patient":
+					want = tc.patient
+				case "Group":
+					want = tc.group
+				}
+				if got := names(res["operation"]); !slices.Equal(got, want) {
+					t.Errorf("%s: operations %v, want %v", res["type"], got, want)
+				}
+				checked++
+			}
+			if checked < 140 {
+				t.Errorf("only %d resource entries", checked)
+			}
+			got, _ := cs["instantiates"].([]any)
+			if !slices.Equal(got, tc.instantiates) {
+				t.Errorf("instantiates %v, want %v", got, tc.instantiates)
+			}
+		})
 	}
 }
