@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/kiln-fhir/kiln/fhir/outcome"
@@ -117,6 +118,35 @@ var directory = map[string]string{
 	"Schedule":          "the calendars slots belong to (no patient data)",
 }
 
+// portal lists the types a patient portal needs that the R4 Patient
+// compartment reaches in part or not at all, each with the rule by which
+// a patient-confined rule (patient/, or user/ of a Patient) reaches them
+// instead of a blanket refusal or grant (issue 5). README "Access control"
+// repeats this table; keep the two equal.
+//
+//   - params: reference parameters that, pointing at the patient, put a
+//     resource in reach besides the compartment's own (and, for a write,
+//     that may not point at another patient).
+//   - via/through: the resource is reached through the one it points to
+//     with parameter via, which must be of a type in through and in the
+//     patient's compartment (search: a chain, via:T.<compartment>=Patient/P).
+var portal = map[string]struct {
+	params  []string
+	via     string
+	through []string
+	why     string
+}{
+	// R4 puts Task in the compartment by patient (Task.for when a Patient)
+	// and focus; a refill request the patient files names them as
+	// requester, a to-do assigned to them names them as owner.
+	"Task": {params: []string{"requester", "owner"},
+		why: "refill requests and to-dos the patient files (`requester`) or must do (`owner`)"},
+	// PaymentNotice is in no compartment; it is the patient's when the
+	// request it answers is (bill pay: request = the patient's Invoice).
+	"PaymentNotice": {via: "request", through: []string{"Invoice", "Claim"},
+		why: "paying a bill: the notice of payment for the patient's Invoice (or Claim)"},
+}
+
 // realm names the protected resource in WWW-Authenticate (RFC 6750 §3).
 const realm = "kiln"
 
@@ -191,6 +221,9 @@ func (a *API) permit(ctx context.Context, op Op, typ string, body []byte) error 
 			return nil
 		}
 		names = append(names, rc.params...)
+		if rc.via != "" {
+			names = append(names, rc.via)
+		}
 		for _, cl := range rc.filter {
 			names = append(names, cl.Param)
 		}
@@ -201,7 +234,14 @@ func (a *API) permit(ctx context.Context, op Op, typ string, body []byte) error 
 	}
 	write := op == OpCreate || op == OpUpdate || op == OpDelete
 	for _, rc := range reaches {
-		if rc.admits(doc, write) {
+		ok := rc.admits(doc, write)
+		if ok && rc.via != "" {
+			ok, err = a.through(ctx, rc, doc, write)
+			if err != nil {
+				return err
+			}
+		}
+		if ok {
 			return nil
 		}
 	}
@@ -271,10 +311,16 @@ func (a *API) confineQuery(ctx context.Context, q *search.Query) error {
 	if err != nil {
 		return err
 	}
+	// The client's clauses are confined, not the access's own: its chains
+	// (portal via) are confined by construction and must not need s on
+	// the type they go through.
+	if err := a.confineClauses(ctx, q.Filter); err != nil {
+		return err
+	}
 	if cl != nil {
 		q.Filter = append(q.Filter, *cl)
 	}
-	return a.confineClauses(ctx, q.Filter)
+	return nil
 }
 
 // confineTypes is the clause confining a search of types: confine of the
@@ -373,6 +419,13 @@ type reach struct {
 	params []string
 	// filter is the rule's granular restriction, parsed for the type.
 	filter []search.Clause
+	// via, when set, reaches a resource through what its reference
+	// parameter via points at (portal): one of the through types, in the
+	// patient's compartment. params is then empty.
+	via     string
+	through []string
+	// compartment gives the compartment parameters of a through type.
+	compartment func(typ string) []string
 }
 
 // reaches lists what each rule allowing op on typ reaches; empty when
@@ -418,8 +471,11 @@ func (a *API) reaches(acc *Access, op Op, typ string) []reach {
 					continue // directory data is never written under patient scopes
 				}
 				rc.patient = "" // readable whole
+			} else if pr, ok := portal[typ]; ok && pr.via != "" {
+				rc.via, rc.through = pr.via, pr.through
+				rc.compartment = func(t string) []string { return a.cfg.Registry.Compartment("Patient", t) }
 			} else {
-				rc.params = a.cfg.Registry.Compartment("Patient", typ)
+				rc.params = slices.Concat(a.cfg.Registry.Compartment("Patient", typ), portal[typ].params)
 				if typ != "Patient" && len(rc.params) == 0 {
 					continue // outside the compartment and not directory data
 				}
@@ -427,14 +483,23 @@ func (a *API) reaches(acc *Access, op Op, typ string) []reach {
 		}
 		if len(rl.Query) > 0 {
 			q, _, err := a.cfg.Registry.Parse([]string{typ}, rl.Query, search.ParseOptions{Strict: true})
-			if err != nil || len(q.Filter) == 0 || len(q.Include) > 0 {
-				continue // a restriction that cannot apply to typ grants nothing
+			if err != nil || len(q.Filter) == 0 || len(q.Include) > 0 || slices.ContainsFunc(q.Filter, reachesOther) {
+				// A restriction that cannot apply to typ grants nothing; nor
+				// does one with a chain or _has, which would test resources
+				// the access is not confined to (confineQuery leaves the
+				// access's own clauses as they are).
+				continue
 			}
 			rc.filter = q.Filter
 		}
 		out = append(out, rc)
 	}
 	return out
+}
+
+// reachesOther reports whether cl tests another resource (chain or _has).
+func reachesOther(cl search.Clause) bool {
+	return cl.Chain != nil || cl.Has != nil || slices.ContainsFunc(cl.Any, reachesOther) || slices.ContainsFunc(cl.All, reachesOther)
 }
 
 // userRef splits a fhirUser into type and id; it may be relative
@@ -452,7 +517,17 @@ func userRef(user string) (typ, id string) {
 // it reaches every resource.
 func (rc reach) clause(typ string) *search.Clause {
 	var all []search.Clause
-	if rc.patient != "" {
+	if rc.via != "" {
+		// via:T.<T's compartment>=Patient/P for each through type T, one
+		// chain per type since their compartment parameters differ.
+		member := search.Clause{}
+		for _, t := range rc.through {
+			target := reach{patient: rc.patient, params: rc.compartment(t)}
+			member.Any = append(member.Any, search.Clause{Param: rc.via, Type: search.Reference,
+				Chain: &search.Chain{Types: []string{t}, Filter: *target.clause(t)}})
+		}
+		all = append(all, member)
+	} else if rc.patient != "" {
 		ref := "Patient/" + rc.patient
 		member := search.Clause{}
 		if typ == "Patient" {
@@ -502,7 +577,7 @@ func (a *API) decode(typ string, body []byte, base string, names []string) (*doc
 // refuses a resource that any compartment parameter links to another
 // patient: a patient may not place data in somebody else's record.
 func (rc reach) admits(doc *document, write bool) bool {
-	if rc.patient != "" {
+	if rc.patient != "" && rc.via == "" { // via: the store answers (through)
 		ref := "Patient/" + rc.patient
 		in := doc.typ == "Patient" && doc.id == rc.patient
 		for _, e := range doc.entries {
@@ -525,6 +600,44 @@ func (rc reach) admits(doc *document, write bool) bool {
 		}
 	}
 	return true
+}
+
+// through reports whether doc is reached through what its via reference
+// points at (portal): for a read, one reference to a through type in the
+// patient's compartment; for a write, at least one and every via
+// reference so (a patient may not file a payment notice for another
+// patient's invoice, nor for something the server cannot place). The
+// store answers, with the same clause a search would use.
+func (a *API) through(ctx context.Context, rc reach, doc *document, write bool) (bool, error) {
+	in := false
+	for _, e := range doc.entries {
+		if e.Param != rc.via || e.Type != search.Reference {
+			continue
+		}
+		typ, id, ok := strings.Cut(e.Ref, "/")
+		if !ok || strings.Contains(id, "/") || !slices.Contains(rc.through, typ) {
+			if write {
+				return false, nil // absolute, contained or another type: not placeable
+			}
+			continue
+		}
+		target := reach{patient: rc.patient, params: rc.compartment(typ)}
+		q := &search.Query{Types: []string{typ}, Count: 1, Total: search.TotalNone, Filter: []search.Clause{
+			{Param: "_id", Type: search.Token, Values: []search.Value{{Raw: id, Code: id}}},
+			*target.clause(typ),
+		}}
+		page, err := a.searcher.Search(ctx, q)
+		if err != nil {
+			return false, fmt.Errorf("rest: permit: %w", err)
+		}
+		switch {
+		case len(page.Matches) > 0:
+			in = true
+		case write:
+			return false, nil
+		}
+	}
+	return in, nil
 }
 
 func containsParam(params []string, p string) bool {
