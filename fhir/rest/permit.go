@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -217,12 +218,13 @@ func (a *API) permit(ctx context.Context, op Op, typ string, body []byte) error 
 	// reaches every resource needs none.
 	var names []string
 	for _, rc := range reaches {
-		if rc.patient == "" && len(rc.filter) == 0 {
+		if rc.whole() {
 			return nil
 		}
 		names = append(names, rc.params...)
-		if rc.via != "" {
-			names = append(names, rc.via)
+		names = append(names, rc.via...)
+		if rc.selfBody != nil {
+			names = append(names, rc.selfBody.Param)
 		}
 		for _, cl := range rc.filter {
 			names = append(names, cl.Param)
@@ -235,8 +237,8 @@ func (a *API) permit(ctx context.Context, op Op, typ string, body []byte) error 
 	write := op == OpCreate || op == OpUpdate || op == OpDelete
 	for _, rc := range reaches {
 		ok := rc.admits(doc, write)
-		if ok && rc.via != "" {
-			ok, err = a.through(ctx, rc, doc, write)
+		if ok && (rc.via != nil || rc.self != nil) {
+			ok, err = a.stored(ctx, rc, doc, write)
 			if err != nil {
 				return err
 			}
@@ -420,12 +422,21 @@ type reach struct {
 	// filter is the rule's granular restriction, parsed for the type.
 	filter []search.Clause
 	// via, when set, reaches a resource through what its reference
-	// parameter via points at (portal): one of the through types, in the
-	// patient's compartment. params is then empty.
-	via     string
-	through []string
-	// compartment gives the compartment parameters of a through type.
-	compartment func(typ string) []string
+	// parameters via point at: a resource of a type in targets matching
+	// that type's clause (portal; practitioner linkage). The store
+	// answers, on search (a chain) and on read and write (stored).
+	via     []string
+	targets map[string]search.Clause
+	// self, when set, is a clause the resource itself must match in the
+	// store (a Patient linked to a practitioner); selfBody, when set,
+	// admits a resource whose body matches it without the store (a
+	// Patient being created with the practitioner as generalPractitioner).
+	self, selfBody *search.Clause
+}
+
+// whole reports whether rc reaches every resource of its type.
+func (rc reach) whole() bool {
+	return rc.patient == "" && rc.via == nil && rc.self == nil && len(rc.filter) == 0
 }
 
 // reaches lists what each rule allowing op on typ reaches; empty when
@@ -444,14 +455,20 @@ func (a *API) reaches(acc *Access, op Op, typ string) []reach {
 		switch rl.Context {
 		case "system":
 		case "user":
-			// A Practitioner (or PractitionerRole) user sees every resource
-			// its scopes name: the practitioner-patient linkage (care team,
-			// encounters) is not modelled yet. A Patient user is confined
-			// like a patient/ scope; any other user (RelatedPerson, none)
-			// gets nothing until its rule is written down.
+			// A Practitioner (or PractitionerRole) user sees the patients
+			// linked to it (linked). A Patient user is confined like a
+			// patient/ scope; any other user (RelatedPerson, none) gets
+			// nothing until its rule is written down.
 			kind, id := userRef(acc.FHIRUser)
 			switch kind {
 			case "Practitioner", "PractitionerRole":
+				if id == "" {
+					continue
+				}
+				var ok bool
+				if rc, ok = a.linked(kind+"/"+id, op, typ); !ok {
+					continue
+				}
 			case "Patient":
 				confined, rc.patient = true, id
 			default:
@@ -472,8 +489,12 @@ func (a *API) reaches(acc *Access, op Op, typ string) []reach {
 				}
 				rc.patient = "" // readable whole
 			} else if pr, ok := portal[typ]; ok && pr.via != "" {
-				rc.via, rc.through = pr.via, pr.through
-				rc.compartment = func(t string) []string { return a.cfg.Registry.Compartment("Patient", t) }
+				rc.via, rc.targets = []string{pr.via}, map[string]search.Clause{}
+				for _, t := range pr.through {
+					in := reach{patient: rc.patient, params: a.cfg.Registry.Compartment("Patient", t)}
+					rc.targets[t] = *in.clause(t)
+				}
+				rc.patient = "" // the targets' clauses hold it
 			} else {
 				rc.params = slices.Concat(a.cfg.Registry.Compartment("Patient", typ), portal[typ].params)
 				if typ != "Patient" && len(rc.params) == 0 {
@@ -502,6 +523,53 @@ func reachesOther(cl search.Clause) bool {
 	return cl.Chain != nil || cl.Has != nil || slices.ContainsFunc(cl.Any, reachesOther) || slices.ContainsFunc(cl.All, reachesOther)
 }
 
+// linked is what a Practitioner (or PractitionerRole) user, user (as
+// "Practitioner/9"), reaches of typ under a user/ rule allowing op: the
+// record of every patient linked to it, where a Patient is linked when
+//
+//   - its generalPractitioner is the user (Patient.general-practitioner),
+//   - an Encounter of the patient has the user as participant
+//     (Encounter.participant), or
+//   - a CareTeam of the patient has the user as participant
+//     (CareTeam.participant).
+//
+// The rule is a clause on Patient (the store runs it through _has), so a
+// search is "in the compartment of some linked patient": for each
+// compartment parameter p of typ, p:Patient.<linked>. Directory data and
+// types outside the Patient compartment hold no patient record and are
+// reached whole. ok false: the rule reaches nothing of typ.
+func (a *API) linked(user string, op Op, typ string) (rc reach, ok bool) {
+	kind, _, _ := strings.Cut(user, "/")
+	ref := func(p string) search.Clause {
+		return search.Clause{Param: p, Type: search.Reference, Values: []search.Value{{Raw: user, Ref: user, RefType: kind}}}
+	}
+	gp := ref("general-practitioner")
+	patient := search.Clause{Any: []search.Clause{
+		gp,
+		{Has: &search.Has{Type: "Encounter", Param: "patient", Filter: ref("participant")}},
+		{Has: &search.Has{Type: "CareTeam", Param: "patient", Filter: ref("participant")}},
+	}}
+	switch typ {
+	case "*":
+		return reach{}, false // "every type" is not reached whole: searched type by type
+	case "Patient":
+		return reach{self: &patient, selfBody: &gp}, true
+	}
+	if _, dir := directory[typ]; dir {
+		return reach{}, true
+	}
+	var params []string
+	for _, p := range slices.Concat(a.cfg.Registry.Compartment("Patient", typ), portal[typ].params) {
+		if sp, ok := a.cfg.Registry.Param(typ, p); ok && slices.Contains(sp.Targets, "Patient") {
+			params = append(params, p)
+		}
+	}
+	if len(params) == 0 {
+		return reach{}, true // not patient data
+	}
+	return reach{via: params, targets: map[string]search.Clause{"Patient": patient}}, true
+}
+
 // userRef splits a fhirUser into type and id; it may be relative
 // ("Practitioner/9") or absolute ("https://ehr.example/fhir/Practitioner/9"),
 // as id_tokens carry it (SMART: fhirUser claim).
@@ -517,17 +585,22 @@ func userRef(user string) (typ, id string) {
 // it reaches every resource.
 func (rc reach) clause(typ string) *search.Clause {
 	var all []search.Clause
-	if rc.via != "" {
-		// via:T.<T's compartment>=Patient/P for each through type T, one
-		// chain per type since their compartment parameters differ.
+	if rc.self != nil {
+		all = append(all, *rc.self)
+	}
+	if rc.via != nil {
+		// p:T.<T's clause> for each parameter p and target type T, one
+		// chain per type since their clauses differ.
 		member := search.Clause{}
-		for _, t := range rc.through {
-			target := reach{patient: rc.patient, params: rc.compartment(t)}
-			member.Any = append(member.Any, search.Clause{Param: rc.via, Type: search.Reference,
-				Chain: &search.Chain{Types: []string{t}, Filter: *target.clause(t)}})
+		for _, p := range rc.via {
+			for _, t := range slices.Sorted(maps.Keys(rc.targets)) {
+				member.Any = append(member.Any, search.Clause{Param: p, Type: search.Reference,
+					Chain: &search.Chain{Types: []string{t}, Filter: rc.targets[t]}})
+			}
 		}
 		all = append(all, member)
-	} else if rc.patient != "" {
+	}
+	if rc.patient != "" {
 		ref := "Patient/" + rc.patient
 		member := search.Clause{}
 		if typ == "Patient" {
@@ -577,7 +650,7 @@ func (a *API) decode(typ string, body []byte, base string, names []string) (*doc
 // refuses a resource that any compartment parameter links to another
 // patient: a patient may not place data in somebody else's record.
 func (rc reach) admits(doc *document, write bool) bool {
-	if rc.patient != "" && rc.via == "" { // via: the store answers (through)
+	if rc.patient != "" {
 		ref := "Patient/" + rc.patient
 		in := doc.typ == "Patient" && doc.id == rc.patient
 		for _, e := range doc.entries {
@@ -602,42 +675,56 @@ func (rc reach) admits(doc *document, write bool) bool {
 	return true
 }
 
-// through reports whether doc is reached through what its via reference
-// points at (portal): for a read, one reference to a through type in the
-// patient's compartment; for a write, at least one and every via
-// reference so (a patient may not file a payment notice for another
-// patient's invoice, nor for something the server cannot place). The
-// store answers, with the same clause a search would use.
-func (a *API) through(ctx context.Context, rc reach, doc *document, write bool) (bool, error) {
+// stored reports whether the store places doc in rc's reach (via,
+// self). Through via, a read needs one reference to a target type that
+// matches its clause; a write needs one and every such reference to
+// match (a patient may not file a payment notice for another patient's
+// invoice, a practitioner may not write into an unlinked patient's
+// record). References to other types are not judged here. The store
+// answers with the same clauses a search uses.
+func (a *API) stored(ctx context.Context, rc reach, doc *document, write bool) (bool, error) {
+	if rc.self != nil {
+		if rc.selfBody != nil && satisfies(doc, rc.selfBody) {
+			return true, nil
+		}
+		if doc.id == "" {
+			return false, nil // not stored yet
+		}
+		return a.matchStored(ctx, doc.typ, doc.id, *rc.self)
+	}
 	in := false
 	for _, e := range doc.entries {
-		if e.Param != rc.via || e.Type != search.Reference {
+		if e.Type != search.Reference || !slices.Contains(rc.via, e.Param) {
 			continue
 		}
 		typ, id, ok := strings.Cut(e.Ref, "/")
-		if !ok || strings.Contains(id, "/") || !slices.Contains(rc.through, typ) {
-			if write {
-				return false, nil // absolute, contained or another type: not placeable
-			}
-			continue
+		target, known := rc.targets[typ]
+		if !ok || strings.Contains(id, "/") || !known {
+			continue // absolute, contained or another type
 		}
-		target := reach{patient: rc.patient, params: rc.compartment(typ)}
-		q := &search.Query{Types: []string{typ}, Count: 1, Total: search.TotalNone, Filter: []search.Clause{
-			{Param: "_id", Type: search.Token, Values: []search.Value{{Raw: id, Code: id}}},
-			*target.clause(typ),
-		}}
-		page, err := a.searcher.Search(ctx, q)
-		if err != nil {
-			return false, fmt.Errorf("rest: permit: %w", err)
-		}
+		match, err := a.matchStored(ctx, typ, id, target)
 		switch {
-		case len(page.Matches) > 0:
+		case err != nil:
+			return false, err
+		case match:
 			in = true
 		case write:
 			return false, nil
 		}
 	}
 	return in, nil
+}
+
+// matchStored reports whether the stored resource typ/id matches cl.
+func (a *API) matchStored(ctx context.Context, typ, id string, cl search.Clause) (bool, error) {
+	q := &search.Query{Types: []string{typ}, Count: 1, Total: search.TotalNone, Filter: []search.Clause{
+		{Param: "_id", Type: search.Token, Values: []search.Value{{Raw: id, Code: id}}}, cl,
+	}}
+	page, err := a.searcher.Search(ctx, q)
+	if err != nil {
+		return false, fmt.Errorf("rest: permit: %w", err)
+	}
+	return len(page.Matches) > 0, nil
 }
 
 func containsParam(params []string, p string) bool {
