@@ -135,12 +135,11 @@ func (a exportAuthorizer) Export(r *http.Request) (bulk.Grant, error) {
 	return eg, nil
 }
 
-// exportGrant computes what g may export. Unconfined rules (system/, and
-// user/ for a Practitioner) win over confined ones (patient/, and user/
-// for a Patient user), since bulk.Grant holds one confinement; a token
-// with only confined rules exports its patient's compartment. The same
-// user rule as rest's access control (fhir/rest/permit.go): any other
-// user type gets nothing.
+// exportGrant computes what g may export. Unconfined rules (system/) win
+// over confined ones (patient/, and user/ for a Patient user), since
+// bulk.Grant holds one confinement; a token with only confined rules
+// exports its patient's compartment. user/ rules of a Practitioner and
+// any other user type export nothing.
 func exportGrant(g smart.Grant) (bulk.Grant, bool) {
 	userType, userID, _ := strings.Cut(lastTwo(g.FHIRUser), "/")
 	var open, confined []string
@@ -155,7 +154,11 @@ func exportGrant(g smart.Grant) (bulk.Grant, bool) {
 		case s.Context == "system":
 			isOpen = true
 		case s.Context == "user" && (userType == "Practitioner" || userType == "PractitionerRole"):
-			isOpen = true
+			// REST confines a practitioner to its linked patients
+			// (fhir/rest/permit.go linked); bulk.Grant holds one patient,
+			// so until export learns the linkage these scopes export
+			// nothing rather than every patient.
+			continue
 		case s.Context == "user" && userType == "Patient":
 			patient = userID
 		case s.Context == "patient" && g.Patient != "":

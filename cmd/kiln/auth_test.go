@@ -46,8 +46,10 @@ func TestExportGrant(t *testing.T) {
 			bulk.Grant{}, false},
 		{"a patient user's user/ scopes confine to that patient", smart.Grant{ClientID: "c", Subject: "u2", FHIRUser: "https://kiln.example/Patient/p2", Scopes: scopes(t, "user/Observation.rs")},
 			bulk.Grant{Client: "c user u2 patient p2", Types: []string{"Observation"}, Patient: "p2", ClientID: "c", FHIRUser: "https://kiln.example/Patient/p2"}, true},
-		{"a practitioner's user/ scopes are unconfined", smart.Grant{ClientID: "c", Subject: "d", FHIRUser: "Practitioner/d1", Scopes: scopes(t, "user/*.rs")},
-			bulk.Grant{Client: "c user d", ClientID: "c", FHIRUser: "Practitioner/d1"}, true},
+		// REST confines them to the linked patients, which bulk.Grant
+		// cannot express: nothing rather than everyone.
+		{"a practitioner's user/ scopes export nothing", smart.Grant{ClientID: "c", Subject: "d", FHIRUser: "Practitioner/d1", Scopes: scopes(t, "user/*.rs")},
+			bulk.Grant{}, false},
 		// One app, one user, two EHR launches: each launch patient owns
 		// its own exports.
 		{"an EHR launch owns its patient's exports", smart.Grant{ClientID: "c", Subject: "d", FHIRUser: "Practitioner/d1", Patient: "p3", Scopes: scopes(t, "patient/*.rs")},

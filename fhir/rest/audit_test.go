@@ -170,10 +170,12 @@ func waitStored(t *testing.T, db *sqlite.Store, n int) {
 // token may write one.
 func TestAuditWhoLookedAtMyChart(t *testing.T) {
 	f, db := newAuditFixture(t, audit.Config{Interval: 10 * time.Millisecond}, nil)
+	// Both patients name the practitioner as their GP: its user/ scopes
+	// reach their records (README "Access control", linked patients).
 	admin, pa, pb, doc := f.client(t, "admin"), f.client(t, "pa"), f.client(t, "pb"), f.client(t, "doc")
 	for _, w := range []struct{ path, body string }{
-		{"/Patient/A", `{"resourceType":"Patient","id":"A","name":[{"family":"Alpha"}]}`},
-		{"/Patient/B", `{"resourceType":"Patient","id":"B","name":[{"family":"Beta"}]}`},
+		{"/Patient/A", `{"resourceType":"Patient","id":"A","name":[{"family":"Alpha"}],"generalPractitioner":[{"reference":"Practitioner/9"}]}`},
+		{"/Patient/B", `{"resourceType":"Patient","id":"B","name":[{"family":"Beta"}],"generalPractitioner":[{"reference":"Practitioner/9"}]}`},
 		{"/Observation/a1", `{"resourceType":"Observation","id":"a1","status":"final","code":{"text":"hr"},"subject":{"reference":"Patient/A"}}`},
 		{"/Observation/b1", `{"resourceType":"Observation","id":"b1","status":"final","code":{"text":"hr"},"subject":{"reference":"Patient/B"}}`},
 	} {

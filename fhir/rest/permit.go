@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/kiln-fhir/kiln/fhir/outcome"
@@ -117,6 +119,35 @@ var directory = map[string]string{
 	"Schedule":          "the calendars slots belong to (no patient data)",
 }
 
+// portal lists the types a patient portal needs that the R4 Patient
+// compartment reaches in part or not at all, each with the rule by which
+// a patient-confined rule (patient/, or user/ of a Patient) reaches them
+// instead of a blanket refusal or grant (issue 5). README "Access control"
+// repeats this table; keep the two equal.
+//
+//   - params: reference parameters that, pointing at the patient, put a
+//     resource in reach besides the compartment's own (and, for a write,
+//     that may not point at another patient).
+//   - via/through: the resource is reached through the one it points to
+//     with parameter via, which must be of a type in through and in the
+//     patient's compartment (search: a chain, via:T.<compartment>=Patient/P).
+var portal = map[string]struct {
+	params  []string
+	via     string
+	through []string
+	why     string
+}{
+	// R4 puts Task in the compartment by patient (Task.for when a Patient)
+	// and focus; a refill request the patient files names them as
+	// requester, a to-do assigned to them names them as owner.
+	"Task": {params: []string{"requester", "owner"},
+		why: "refill requests and to-dos the patient files (`requester`) or must do (`owner`)"},
+	// PaymentNotice is in no compartment; it is the patient's when the
+	// request it answers is (bill pay: request = the patient's Invoice).
+	"PaymentNotice": {via: "request", through: []string{"Invoice", "Claim"},
+		why: "paying a bill: the notice of payment for the patient's Invoice (or Claim)"},
+}
+
 // realm names the protected resource in WWW-Authenticate (RFC 6750 §3).
 const realm = "kiln"
 
@@ -187,10 +218,14 @@ func (a *API) permit(ctx context.Context, op Op, typ string, body []byte) error 
 	// reaches every resource needs none.
 	var names []string
 	for _, rc := range reaches {
-		if rc.patient == "" && len(rc.filter) == 0 {
+		if rc.whole() {
 			return nil
 		}
 		names = append(names, rc.params...)
+		names = append(names, rc.via...)
+		if rc.selfBody != nil {
+			names = append(names, rc.selfBody.Param)
+		}
 		for _, cl := range rc.filter {
 			names = append(names, cl.Param)
 		}
@@ -201,7 +236,14 @@ func (a *API) permit(ctx context.Context, op Op, typ string, body []byte) error 
 	}
 	write := op == OpCreate || op == OpUpdate || op == OpDelete
 	for _, rc := range reaches {
-		if rc.admits(doc, write) {
+		ok := rc.admits(doc, write)
+		if ok && (rc.via != nil || rc.self != nil) {
+			ok, err = a.stored(ctx, rc, doc, write)
+			if err != nil {
+				return err
+			}
+		}
+		if ok {
 			return nil
 		}
 	}
@@ -271,10 +313,16 @@ func (a *API) confineQuery(ctx context.Context, q *search.Query) error {
 	if err != nil {
 		return err
 	}
+	// The client's clauses are confined, not the access's own: its chains
+	// (portal via) are confined by construction and must not need s on
+	// the type they go through.
+	if err := a.confineClauses(ctx, q.Filter); err != nil {
+		return err
+	}
 	if cl != nil {
 		q.Filter = append(q.Filter, *cl)
 	}
-	return a.confineClauses(ctx, q.Filter)
+	return nil
 }
 
 // confineTypes is the clause confining a search of types: confine of the
@@ -373,6 +421,22 @@ type reach struct {
 	params []string
 	// filter is the rule's granular restriction, parsed for the type.
 	filter []search.Clause
+	// via, when set, reaches a resource through what its reference
+	// parameters via point at: a resource of a type in targets matching
+	// that type's clause (portal; practitioner linkage). The store
+	// answers, on search (a chain) and on read and write (stored).
+	via     []string
+	targets map[string]search.Clause
+	// self, when set, is a clause the resource itself must match in the
+	// store (a Patient linked to a practitioner); selfBody, when set,
+	// admits a resource whose body matches it without the store (a
+	// Patient being created with the practitioner as generalPractitioner).
+	self, selfBody *search.Clause
+}
+
+// whole reports whether rc reaches every resource of its type.
+func (rc reach) whole() bool {
+	return rc.patient == "" && rc.via == nil && rc.self == nil && len(rc.filter) == 0
 }
 
 // reaches lists what each rule allowing op on typ reaches; empty when
@@ -391,14 +455,20 @@ func (a *API) reaches(acc *Access, op Op, typ string) []reach {
 		switch rl.Context {
 		case "system":
 		case "user":
-			// A Practitioner (or PractitionerRole) user sees every resource
-			// its scopes name: the practitioner-patient linkage (care team,
-			// encounters) is not modelled yet. A Patient user is confined
-			// like a patient/ scope; any other user (RelatedPerson, none)
-			// gets nothing until its rule is written down.
+			// A Practitioner (or PractitionerRole) user sees the patients
+			// linked to it (linked). A Patient user is confined like a
+			// patient/ scope; any other user (RelatedPerson, none) gets
+			// nothing until its rule is written down.
 			kind, id := userRef(acc.FHIRUser)
 			switch kind {
 			case "Practitioner", "PractitionerRole":
+				if id == "" {
+					continue
+				}
+				var ok bool
+				if rc, ok = a.linked(kind+"/"+id, op, typ); !ok {
+					continue
+				}
 			case "Patient":
 				confined, rc.patient = true, id
 			default:
@@ -418,8 +488,15 @@ func (a *API) reaches(acc *Access, op Op, typ string) []reach {
 					continue // directory data is never written under patient scopes
 				}
 				rc.patient = "" // readable whole
+			} else if pr, ok := portal[typ]; ok && pr.via != "" {
+				rc.via, rc.targets = []string{pr.via}, map[string]search.Clause{}
+				for _, t := range pr.through {
+					in := reach{patient: rc.patient, params: a.cfg.Registry.Compartment("Patient", t)}
+					rc.targets[t] = *in.clause(t)
+				}
+				rc.patient = "" // the targets' clauses hold it
 			} else {
-				rc.params = a.cfg.Registry.Compartment("Patient", typ)
+				rc.params = slices.Concat(a.cfg.Registry.Compartment("Patient", typ), portal[typ].params)
 				if typ != "Patient" && len(rc.params) == 0 {
 					continue // outside the compartment and not directory data
 				}
@@ -427,14 +504,70 @@ func (a *API) reaches(acc *Access, op Op, typ string) []reach {
 		}
 		if len(rl.Query) > 0 {
 			q, _, err := a.cfg.Registry.Parse([]string{typ}, rl.Query, search.ParseOptions{Strict: true})
-			if err != nil || len(q.Filter) == 0 || len(q.Include) > 0 {
-				continue // a restriction that cannot apply to typ grants nothing
+			if err != nil || len(q.Filter) == 0 || len(q.Include) > 0 || slices.ContainsFunc(q.Filter, reachesOther) {
+				// A restriction that cannot apply to typ grants nothing; nor
+				// does one with a chain or _has, which would test resources
+				// the access is not confined to (confineQuery leaves the
+				// access's own clauses as they are).
+				continue
 			}
 			rc.filter = q.Filter
 		}
 		out = append(out, rc)
 	}
 	return out
+}
+
+// reachesOther reports whether cl tests another resource (chain or _has).
+func reachesOther(cl search.Clause) bool {
+	return cl.Chain != nil || cl.Has != nil || slices.ContainsFunc(cl.Any, reachesOther) || slices.ContainsFunc(cl.All, reachesOther)
+}
+
+// linked is what a Practitioner (or PractitionerRole) user, user (as
+// "Practitioner/9"), reaches of typ under a user/ rule allowing op: the
+// record of every patient linked to it, where a Patient is linked when
+//
+//   - its generalPractitioner is the user (Patient.general-practitioner),
+//   - an Encounter of the patient has the user as participant
+//     (Encounter.participant), or
+//   - a CareTeam of the patient has the user as participant
+//     (CareTeam.participant).
+//
+// The rule is a clause on Patient (the store runs it through _has), so a
+// search is "in the compartment of some linked patient": for each
+// compartment parameter p of typ, p:Patient.<linked>. Directory data and
+// types outside the Patient compartment hold no patient record and are
+// reached whole. ok false: the rule reaches nothing of typ.
+func (a *API) linked(user string, op Op, typ string) (rc reach, ok bool) {
+	kind, _, _ := strings.Cut(user, "/")
+	ref := func(p string) search.Clause {
+		return search.Clause{Param: p, Type: search.Reference, Values: []search.Value{{Raw: user, Ref: user, RefType: kind}}}
+	}
+	gp := ref("general-practitioner")
+	patient := search.Clause{Any: []search.Clause{
+		gp,
+		{Has: &search.Has{Type: "Encounter", Param: "patient", Filter: ref("participant")}},
+		{Has: &search.Has{Type: "CareTeam", Param: "patient", Filter: ref("participant")}},
+	}}
+	switch typ {
+	case "*":
+		return reach{}, false // "every type" is not reached whole: searched type by type
+	case "Patient":
+		return reach{self: &patient, selfBody: &gp}, true
+	}
+	if _, dir := directory[typ]; dir {
+		return reach{}, true
+	}
+	var params []string
+	for _, p := range slices.Concat(a.cfg.Registry.Compartment("Patient", typ), portal[typ].params) {
+		if sp, ok := a.cfg.Registry.Param(typ, p); ok && slices.Contains(sp.Targets, "Patient") {
+			params = append(params, p)
+		}
+	}
+	if len(params) == 0 {
+		return reach{}, true // not patient data
+	}
+	return reach{via: params, targets: map[string]search.Clause{"Patient": patient}}, true
 }
 
 // userRef splits a fhirUser into type and id; it may be relative
@@ -452,6 +585,21 @@ func userRef(user string) (typ, id string) {
 // it reaches every resource.
 func (rc reach) clause(typ string) *search.Clause {
 	var all []search.Clause
+	if rc.self != nil {
+		all = append(all, *rc.self)
+	}
+	if rc.via != nil {
+		// p:T.<T's clause> for each parameter p and target type T, one
+		// chain per type since their clauses differ.
+		member := search.Clause{}
+		for _, p := range rc.via {
+			for _, t := range slices.Sorted(maps.Keys(rc.targets)) {
+				member.Any = append(member.Any, search.Clause{Param: p, Type: search.Reference,
+					Chain: &search.Chain{Types: []string{t}, Filter: rc.targets[t]}})
+			}
+		}
+		all = append(all, member)
+	}
 	if rc.patient != "" {
 		ref := "Patient/" + rc.patient
 		member := search.Clause{}
@@ -525,6 +673,58 @@ func (rc reach) admits(doc *document, write bool) bool {
 		}
 	}
 	return true
+}
+
+// stored reports whether the store places doc in rc's reach (via,
+// self). Through via, a read needs one reference to a target type that
+// matches its clause; a write needs one and every such reference to
+// match (a patient may not file a payment notice for another patient's
+// invoice, a practitioner may not write into an unlinked patient's
+// record). References to other types are not judged here. The store
+// answers with the same clauses a search uses.
+func (a *API) stored(ctx context.Context, rc reach, doc *document, write bool) (bool, error) {
+	if rc.self != nil {
+		if rc.selfBody != nil && satisfies(doc, rc.selfBody) {
+			return true, nil
+		}
+		if doc.id == "" {
+			return false, nil // not stored yet
+		}
+		return a.matchStored(ctx, doc.typ, doc.id, *rc.self)
+	}
+	in := false
+	for _, e := range doc.entries {
+		if e.Type != search.Reference || !slices.Contains(rc.via, e.Param) {
+			continue
+		}
+		typ, id, ok := strings.Cut(e.Ref, "/")
+		target, known := rc.targets[typ]
+		if !ok || strings.Contains(id, "/") || !known {
+			continue // absolute, contained or another type
+		}
+		match, err := a.matchStored(ctx, typ, id, target)
+		switch {
+		case err != nil:
+			return false, err
+		case match:
+			in = true
+		case write:
+			return false, nil
+		}
+	}
+	return in, nil
+}
+
+// matchStored reports whether the stored resource typ/id matches cl.
+func (a *API) matchStored(ctx context.Context, typ, id string, cl search.Clause) (bool, error) {
+	q := &search.Query{Types: []string{typ}, Count: 1, Total: search.TotalNone, Filter: []search.Clause{
+		{Param: "_id", Type: search.Token, Values: []search.Value{{Raw: id, Code: id}}}, cl,
+	}}
+	page, err := a.searcher.Search(ctx, q)
+	if err != nil {
+		return false, fmt.Errorf("rest: permit: %w", err)
+	}
+	return len(page.Matches) > 0, nil
 }
 
 func containsParam(params []string, p string) bool {

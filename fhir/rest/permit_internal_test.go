@@ -38,6 +38,51 @@ func TestDirectoryInREADME(t *testing.T) {
 	}
 }
 
+// TestPortalInREADME: the portal table in the README lists exactly the
+// types of the table in code, and every parameter it names is a reference
+// parameter of the type (a typo would silently reach nothing).
+func TestPortalInREADME(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(readme), "| portal type | reached when | why a portal needs it |")
+	if !ok {
+		t.Fatal("README has no portal table")
+	}
+	section, _, _ = strings.Cut(section, "\n\n")
+	var inREADME, inCode []string
+	for _, m := range regexp.MustCompile(`(?m)^\| ([A-Za-z]+) \|`).FindAllStringSubmatch(section, -1) {
+		inREADME = append(inREADME, m[1])
+	}
+	reg := search.Default()
+	for typ, pr := range portal {
+		inCode = append(inCode, typ)
+		if !strings.Contains(section, "| "+typ+" |") || !strings.Contains(section, pr.why) {
+			t.Errorf("README portal row of %s does not say %q", typ, pr.why)
+		}
+		params := slices.Clone(pr.params)
+		if pr.via != "" {
+			params = append(params, pr.via)
+		}
+		for _, p := range params {
+			if sp, ok := reg.Param(typ, p); !ok || sp.Type != search.Reference {
+				t.Errorf("%s: %s is not a reference search parameter", typ, p)
+			}
+		}
+		for _, target := range pr.through {
+			if len(reg.Compartment("Patient", target)) == 0 {
+				t.Errorf("%s goes through %s, which is not in the Patient compartment", typ, target)
+			}
+		}
+	}
+	slices.Sort(inREADME)
+	slices.Sort(inCode)
+	if !slices.Equal(inREADME, inCode) {
+		t.Errorf("README portal types %v, code %v", inREADME, inCode)
+	}
+}
+
 // TestSatisfies: a granular restriction evaluated on a resource agrees
 // with the token matching of search.html#token that the store applies.
 func TestSatisfies(t *testing.T) {
