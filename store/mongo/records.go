@@ -45,6 +45,9 @@ type recordDoc struct {
 	Ver  int64       `bson:"ver"`
 	Val  bson.Binary `bson:"val"`
 	Exp  *time.Time  `bson:"exp,omitempty"`
+	// At is when this version was written: versions it replaced are
+	// cleaned up only once they are older than keepReplaced (insertVersion).
+	At time.Time `bson:"at"`
 }
 
 func (d *recordDoc) live(now time.Time) bool { return d.Exp == nil || d.Exp.After(now) }
@@ -62,7 +65,7 @@ func (d *recordDoc) record() store.Record {
 
 func newRecordDoc(r store.Record, ver int64) recordDoc {
 	d := recordDoc{ID: recordID(r.Kind, r.Key, ver), Kind: r.Kind, Key: r.Key, Ver: ver,
-		Val: bson.Binary{Data: r.Value}}
+		Val: bson.Binary{Data: r.Value}, At: time.Now()}
 	if d.Val.Data == nil {
 		d.Val.Data = []byte{}
 	}
@@ -102,11 +105,22 @@ func (s *Store) latest(ctx context.Context, kind, key string) (*recordDoc, error
 	return &d, nil
 }
 
+// keepReplaced is how long a replaced version stays after the version
+// that replaced it was written. The unique _id of (kind, key, ver) is what
+// decides between writers: of two writers of version ver, one inserts it.
+// That holds only while version ver, once written, stays: a writer that
+// read version ver-1 and inserts ver after ver was cleaned up would win
+// on a stale read. Every writer reads the newest version and inserts the
+// next within one operation's timeout (seconds), so a replaced version
+// kept for a minute can never be recreated that way. (An earlier version
+// instead took back an insert when a newer version existed afterwards;
+// that also took back wins another writer had already built on, and a
+// read-modify-write counter then counted one increment twice.)
+const keepReplaced = time.Minute
+
 // insertVersion inserts version ver of r. won is false when another
-// writer inserted that version first, or when a newer one already exists
-// (a writer that read an old version after the versions between were
-// cleaned up); the loser's document is taken back. The winner deletes
-// the versions it replaced.
+// writer inserted that version first. The winner deletes the versions
+// that were replaced more than keepReplaced ago.
 func (s *Store) insertVersion(ctx context.Context, r store.Record, ver int64) (won bool, err error) {
 	d := newRecordDoc(r, ver)
 	if _, err := s.records.InsertOne(ctx, d); err != nil {
@@ -115,18 +129,20 @@ func (s *Store) insertVersion(ctx context.Context, r store.Record, ver int64) (w
 		}
 		return false, s.mapErr(ctx, err)
 	}
-	top, err := s.latest(ctx, r.Kind, r.Key)
-	if err != nil {
-		return false, err
-	}
-	if top != nil && top.Ver > ver {
-		_, _ = s.records.DeleteOne(context.WithoutCancel(ctx), bson.D{{Key: "_id", Value: d.ID}})
-		return false, nil
-	}
-	if ver > 1 {
-		// Failures leave shadowed versions for the next write.
-		_, _ = s.records.DeleteMany(ctx, bson.D{{Key: "kind", Value: r.Kind}, {Key: "key", Value: r.Key},
-			{Key: "ver", Value: bson.D{{Key: "$lt", Value: ver}}}})
+	if ver > 2 {
+		// Version v was replaced when v+1 was written: keep every
+		// version whose successor is younger than keepReplaced, so only
+		// versions below the oldest such successor go. Failures leave
+		// them for the next write.
+		old := d.At.Add(-keepReplaced)
+		var succ recordDoc
+		err := s.records.FindOne(ctx, bson.D{{Key: "kind", Value: r.Kind}, {Key: "key", Value: r.Key},
+			{Key: "ver", Value: bson.D{{Key: "$lt", Value: ver}}}, {Key: "at", Value: bson.D{{Key: "$lte", Value: old}}}},
+			options.FindOne().SetSort(bson.D{{Key: "ver", Value: -1}})).Decode(&succ)
+		if err == nil {
+			_, _ = s.records.DeleteMany(ctx, bson.D{{Key: "kind", Value: r.Kind}, {Key: "key", Value: r.Key},
+				{Key: "ver", Value: bson.D{{Key: "$lt", Value: succ.Ver}}}})
+		}
 	}
 	return true, nil
 }
