@@ -25,15 +25,71 @@ type jobStore interface {
 	DeleteChunks(ctx context.Context, job, owner string) error
 }
 
-// testJobs checks the job storage of bulk export: concurrent workers claim
-// each job once; a lease that runs out passes the job on and the old
-// owner's writes are then refused; a deleted job takes its chunks with it
-// and refuses new ones.
+// testJobs checks the job storage of bulk export on one store.
 func testJobs(t *testing.T, s store.Store) {
 	js, ok := s.(jobStore)
 	if !ok {
 		t.Skip("backend does not implement the job storage: bulk export cannot run on it")
 	}
+	jobsAcross(t, js, js)
+}
+
+// TwoProcesses runs the checks that need two handles on one database,
+// standing for two Kiln processes (design.md, scale-out): the job checks
+// below with work spread over both, and a one-time record (an
+// authorization code) taken exactly once across both. A backend's test
+// opens a and b on the same file or database.
+func TwoProcesses(t *testing.T, a, b store.Store) {
+	ja, oka := a.(jobStore)
+	jb, okb := b.(jobStore)
+	if !oka || !okb {
+		t.Skip("backend does not implement the job storage")
+	}
+	t.Run("Jobs", func(t *testing.T) { jobsAcross(t, ja, jb) })
+	ra, oka := a.(store.Records)
+	rb, okb := b.(store.Records)
+	if !oka || !okb {
+		t.Skip("backend does not implement store.Records")
+	}
+	t.Run("TakeOnce", func(t *testing.T) {
+		ctx := t.Context()
+		for round := range 5 {
+			key := fmt.Sprintf("code%d", round)
+			if err := ra.PutRecord(ctx, store.Record{Kind: "code", Key: key, Value: []byte("grant"),
+				Expires: time.Now().Add(time.Minute)}); err != nil {
+				t.Fatal(err)
+			}
+			var mu sync.Mutex
+			took := 0
+			var wg sync.WaitGroup
+			for i := range 6 {
+				wg.Go(func() {
+					_, err := []store.Records{ra, rb}[i%2].TakeRecord(ctx, "code", key)
+					mu.Lock()
+					defer mu.Unlock()
+					switch {
+					case err == nil:
+						took++
+					case !errors.Is(err, store.ErrNotFound):
+						t.Error(err)
+					}
+				})
+			}
+			wg.Wait()
+			if took != 1 {
+				t.Errorf("round %d: the code was taken %d times, want once", round, took)
+			}
+		}
+	})
+}
+
+// jobsAcross checks the job storage through two handles (the same one
+// twice for a single store): concurrent workers on both claim each job
+// once; a lease that runs out passes the job on and the old owner's
+// writes are then refused; a deleted job takes its chunks with it and
+// refuses new ones. Writes go through one handle and reads through the
+// other wherever that tells more.
+func jobsAcross(t *testing.T, js, other jobStore) {
 	ctx := t.Context()
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	for i := range 12 {
@@ -59,8 +115,9 @@ func testJobs(t *testing.T, s store.Store) {
 	for w := range 4 {
 		wg.Go(func() {
 			owner := fmt.Sprintf("w%d", w)
+			h := []jobStore{js, other}[w%2]
 			for {
-				j, err := js.ClaimJob(ctx, "export", owner, now, time.Minute)
+				j, err := h.ClaimJob(ctx, "export", owner, now, time.Minute)
 				if errors.Is(err, store.ErrNotFound) {
 					return
 				}
@@ -94,7 +151,7 @@ func testJobs(t *testing.T, s store.Store) {
 	if _, err := js.ClaimJob(ctx, "export", "w9", now.Add(30*time.Second), time.Minute); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("claim while every lease runs: %v, want ErrNotFound", err)
 	}
-	j, err := js.ClaimJob(ctx, "export", "w9", now.Add(2*time.Minute), time.Minute)
+	j, err := other.ClaimJob(ctx, "export", "w9", now.Add(2*time.Minute), time.Minute)
 	if err != nil || j.ID != "j00" || j.Attempts != 2 || j.Owner != "w9" {
 		t.Fatalf("take-over (oldest job first): %+v, %v", j, err)
 	}
@@ -106,7 +163,7 @@ func testJobs(t *testing.T, s store.Store) {
 		t.Errorf("PutChunk by the old owner: %v, want ErrVersionConflict", err)
 	}
 	for n, data := range []string{"ab", "cd"} {
-		if err := js.PutChunk(ctx, "j00", "w9", "f", n, []byte(data)); err != nil {
+		if err := other.PutChunk(ctx, "j00", "w9", "f", n, []byte(data)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -121,7 +178,7 @@ func testJobs(t *testing.T, s store.Store) {
 	}
 	j.Owner, j.State, j.Result = "w9", store.JobDone, []byte(`{"ok":true}`)
 	j.Expires = now.Add(time.Hour)
-	if err := js.UpdateJob(ctx, j); err != nil {
+	if err := other.UpdateJob(ctx, j); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := js.Job(ctx, "j00"); err != nil || got.State != store.JobDone || string(got.Result) != `{"ok":true}` ||
@@ -147,10 +204,10 @@ func testJobs(t *testing.T, s store.Store) {
 	if err := js.DeleteJob(ctx, "j00"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := js.Chunk(ctx, "j00", "f", 0); !errors.Is(err, store.ErrNotFound) {
+	if _, err := other.Chunk(ctx, "j00", "f", 0); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("chunk of a deleted job: %v", err)
 	}
-	if err := js.PutChunk(ctx, "j00", "w9", "f", 2, []byte("late")); !errors.Is(err, store.ErrNotFound) {
+	if err := other.PutChunk(ctx, "j00", "w9", "f", 2, []byte("late")); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("PutChunk after delete: %v, want ErrNotFound", err)
 	}
 	if err := js.UpdateJob(ctx, j); !errors.Is(err, store.ErrNotFound) {
