@@ -1,6 +1,7 @@
 package resource
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -112,4 +113,30 @@ func BenchmarkSummary(b *testing.B) {
 		}
 	}
 	reportRate(b)
+}
+
+// BenchmarkParseStamp measures a write as the server does it: parse one
+// Synthea resource, then stamp it once (create, update, transaction
+// entry) or twice (kiln import: once like the stored version to compare,
+// once to write). BenchmarkStamp alone restamps already-stamped resources.
+func BenchmarkParseStamp(b *testing.B) {
+	src := syntheaResources(b)
+	now := time.Now()
+	for _, stamps := range []int{1, 2} {
+		b.Run(fmt.Sprintf("stamps=%d", stamps), func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				r, err := Parse(src[i%len(src)])
+				if err != nil {
+					b.Fatal(err)
+				}
+				for s := 0; s < stamps; s++ {
+					if _, err := r.Stamp(r.ID, int64(i+s), now); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			reportRate(b)
+		})
+	}
 }

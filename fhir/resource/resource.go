@@ -58,6 +58,9 @@ type Resource struct {
 	// ID is the id the body carried ("" when none).
 	ID string
 	cr *bcrpb.ContainedResource
+	// tmpl is the canonical JSON with placeholder id/meta values, made by
+	// the first Stamp; later Stamps splice into it (see stampTemplate).
+	tmpl *template
 }
 
 // Parse validates body as a FHIR R4 resource. Every problem found is
@@ -105,13 +108,27 @@ func resourceOf(cr *bcrpb.ContainedResource) protoreflect.Message {
 // Resource may be stamped more than once (a write retried with the next
 // version): each call starts from the resource as parsed.
 func (r *Resource) Stamp(id string, version int64, lastUpdated time.Time) ([]byte, error) {
-	out, err := r.marshal(id, version, lastUpdated)
-	if err != nil {
-		return nil, err
+	if !plainID(id) {
+		// Not reached by ids the REST layer accepts ([A-Za-z0-9\-\.]{1,64}):
+		// such an id takes the old path (a full marshal), which only works
+		// before a first Stamp has consumed the proto.
+		out, err := r.marshal(id, version, lastUpdated)
+		if err != nil {
+			return nil, err
+		}
+		r.ID = id
+		resourceTypeFirst(out)
+		return out, nil
+	}
+	if r.tmpl == nil {
+		t, err := r.stampTemplate()
+		if err != nil {
+			return nil, err
+		}
+		r.tmpl = t
 	}
 	r.ID = id
-	resourceTypeFirst(out)
-	return out, nil
+	return r.tmpl.fill(id, strconv.FormatInt(version, 10), instant(lastUpdated)), nil
 }
 
 // marshal returns google/fhir's JSON for the stamped resource.
@@ -120,7 +137,15 @@ func (r *Resource) marshal(id string, version int64, lastUpdated time.Time) ([]b
 	// the message (for a primitive that has only extensions, for line
 	// breaks in base64Binary), so marshalling the same message twice gives
 	// two different results, the second one wrong. Marshal a copy.
-	cr := proto.Clone(r.cr).(*bcrpb.ContainedResource)
+	if r.cr == nil {
+		return nil, fmt.Errorf("resource: %s already marshalled", r.Type)
+	}
+	return r.marshalCR(proto.Clone(r.cr).(*bcrpb.ContainedResource), id, version, lastUpdated)
+}
+
+// marshalCR stamps cr and returns google/fhir's JSON for it; cr is
+// consumed (see marshal).
+func (r *Resource) marshalCR(cr *bcrpb.ContainedResource, id string, version int64, lastUpdated time.Time) ([]byte, error) {
 	res := resourceOf(cr)
 	fields := res.Descriptor().Fields()
 	res.Set(fields.ByName("id"), protoreflect.ValueOfMessage((&d4pb.Id{Value: id}).ProtoReflect()))
