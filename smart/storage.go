@@ -242,16 +242,12 @@ func (s *storage) GetAuthorizeCodeSession(ctx context.Context, sig string, _ fos
 // The used code is kept as long as a token issued from it can live, so
 // that a second use can revoke those tokens (RFC 6749 §4.1.2).
 func (s *storage) InvalidateAuthorizeCodeSession(ctx context.Context, sig string) error {
-	rec, err := s.rs.GetRecord(ctx, kindCode, sig)
+	req, sr, rec, err := s.load(ctx, kindCode, sig)
 	if err != nil {
 		return fosite.ErrNotFound
 	}
-	var sr storedRequest
-	if err := json.Unmarshal(rec.Value, &sr); err != nil {
-		return err
-	}
 	if !sr.Active {
-		return fosite.ErrInvalidatedAuthorizeCode
+		return s.reused(ctx, req.ID)
 	}
 	sr.Active = false
 	if rec.Value, err = json.Marshal(sr); err != nil {
@@ -259,9 +255,23 @@ func (s *storage) InvalidateAuthorizeCodeSession(ctx context.Context, sig string
 	}
 	rec.Expires = s.now().Add(s.refreshLife)
 	if err := s.rs.SwapRecord(ctx, rec); err != nil {
-		return fosite.ErrInvalidatedAuthorizeCode
+		return s.reused(ctx, req.ID)
 	}
 	return nil
+}
+
+// reused answers an exchange that lost the code to another one. fosite
+// revokes a reused code's grant only when the code was already spent at
+// lookup; exchanges racing in parallel all find it unspent and the losers
+// fail here instead, so the grant is revoked here too (RFC 6749 §4.1.2:
+// tokens issued from a code used twice SHOULD be revoked). The mark is by
+// request id and checked at every token lookup, so it also catches the
+// winner's tokens stored after it.
+func (s *storage) reused(ctx context.Context, requestID string) error {
+	if err := s.revoke(ctx, requestID); err != nil {
+		return err
+	}
+	return fosite.ErrInvalidatedAuthorizeCode
 }
 
 // CreatePKCERequestSession implements pkce.PKCERequestStorage.
