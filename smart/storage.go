@@ -231,7 +231,11 @@ func (s *storage) GetAuthorizeCodeSession(ctx context.Context, sig string, _ fos
 		return nil, err
 	}
 	if !sr.Active {
-		return req, fosite.ErrInvalidatedAuthorizeCode
+		// A spent code looked up again is a reuse wherever fosite looks
+		// it up (it revokes only at the first lookup of the exchange; a
+		// parallel exchange can find it spent at the second): revoke the
+		// grant here, so that every path does.
+		return req, s.reused(ctx, req.ID)
 	}
 	return req, nil
 }
@@ -289,8 +293,14 @@ func (s *storage) GetPKCERequestSession(ctx context.Context, sig string, _ fosit
 }
 
 // DeletePKCERequestSession implements pkce.PKCERequestStorage.
+//
+// The session is left to expire with its code (minutes) instead of being
+// deleted: an exchange racing the first one must get past PKCE to the
+// code, find it spent and revoke the grant (reused); with the session
+// gone it would fail on PKCE and the winner's tokens would stand. The
+// spent code is what refuses every later exchange.
 func (s *storage) DeletePKCERequestSession(ctx context.Context, sig string) error {
-	return s.rs.DeleteRecord(ctx, kindPKCE, sig)
+	return nil
 }
 
 // CreateOpenIDConnectSession implements openid.OpenIDConnectRequestStorage.
