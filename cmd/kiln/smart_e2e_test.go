@@ -293,8 +293,18 @@ func (u *userAgent) authorizeCode(authURL, username, password string) *url.URL {
 // fhirGet reads a FHIR path with a bearer token ("" for none).
 func fhirGet(t *testing.T, base, path, token string) (int, http.Header, []byte) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, base+path, nil)
+	return bearerDo(t, http.MethodGet, base+path, token)
+}
+
+// bearerDo sends one request with a bearer token ("" for none) and the
+// header name/value pairs in extra, and returns the whole answer.
+func bearerDo(t *testing.T, method, target, token string, extra ...string) (int, http.Header, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(method, target, nil)
 	req.Header.Set("Accept", "application/fhir+json")
+	for i := 0; i+1 < len(extra); i += 2 {
+		req.Header.Set(extra[i], extra[i+1])
+	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}

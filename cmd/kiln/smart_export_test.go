@@ -26,19 +26,7 @@ import (
 // bulkDo is one bulk request with a bearer token ("" for none).
 func bulkDo(t *testing.T, method, target, token string) (int, http.Header, []byte) {
 	t.Helper()
-	req, _ := http.NewRequest(method, target, nil)
-	req.Header.Set("Accept", "application/fhir+json")
-	req.Header.Set("Prefer", "respond-async")
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, resp.Header, b
+	return bearerDo(t, method, target, token, "Prefer", "respond-async")
 }
 
 // smartExport kicks off path (export.html#bulk-data-kick-off-request)

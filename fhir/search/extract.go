@@ -50,6 +50,11 @@ func (r *Registry) extractValue(typ string, res map[string]any, base string) ([]
 	if tp == nil {
 		return nil, fmt.Errorf("search: extract: unknown resource type %q", typ)
 	}
+	return r.extract(typ, res, base, tp.sorted)
+}
+
+// extract computes the entries of params on res, a resource of typ.
+func (r *Registry) extract(typ string, res map[string]any, base string, params []*Param) ([]Entry, error) {
 	if rt, _ := res["resourceType"].(string); rt != typ {
 		return nil, fmt.Errorf("search: extract %s: resourceType is %q", typ, rt)
 	}
@@ -59,7 +64,7 @@ func (r *Registry) extractValue(typ string, res map[string]any, base string) ([]
 	}
 	x := extractor{loc: r.loc, bases: bases, res: res}
 	out := make([]Entry, 0, 32)
-	for _, p := range tp.sorted {
+	for _, p := range params {
 		start := len(out)
 		if p.narrative {
 			out = x.narrative(out, p)

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
-	"strings"
 )
 
 // ExtractParams is ExtractBase for some parameters of typ only, in the
@@ -24,39 +23,11 @@ func (r *Registry) ExtractParams(typ string, body []byte, base string, names []s
 	if err := d.Decode(&res); err != nil {
 		return nil, fmt.Errorf("search: extract %s: %w", typ, err)
 	}
-	if rt, _ := res["resourceType"].(string); rt != typ {
-		return nil, fmt.Errorf("search: extract %s: resourceType is %q", typ, rt)
-	}
-	bases := r.bases
-	if b := strings.TrimRight(base, "/"); b != "" {
-		bases = append(slices.Clip(bases), b+"/")
-	}
-	x := extractor{loc: r.loc, bases: bases, res: res}
-	var out []Entry
+	var params []*Param
 	for i, name := range names {
-		p := tp.byName[name]
-		if p == nil || slices.Contains(names[:i], name) {
-			continue
+		if p := tp.byName[name]; p != nil && !slices.Contains(names[:i], name) {
+			params = append(params, p)
 		}
-		start := len(out)
-		if p.narrative {
-			out = x.narrative(out, p)
-			continue
-		}
-		nodes, err := p.expr.Evaluate(res)
-		if err != nil {
-			return nil, fmt.Errorf("search: extract %s.%s: %w", typ, p.Name, err)
-		}
-		if p.Type == Composite {
-			if out, err = x.composite(out, p, nodes); err != nil {
-				return nil, fmt.Errorf("search: extract %s.%s: %w", typ, p.Name, err)
-			}
-		} else {
-			for _, n := range nodes {
-				out = x.appendNode(out, p.Name, p.Type, p.Phonetic, n)
-			}
-		}
-		out = dedupe(out, start)
 	}
-	return out, nil
+	return r.extract(typ, res, base, params)
 }
