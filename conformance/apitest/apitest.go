@@ -134,6 +134,7 @@ func Run(t *testing.T, base string, opts Options) {
 		{"bundle bad input", testBundleBadInput},
 		{"patch", testPatch},
 		{"Synthea transactions", testSyntheaTransactions},
+		{"checklist", testChecklist},
 	} {
 		t.Run(sc.name, func(t *testing.T) { sc.run(t, newClient(t), opts) })
 	}
