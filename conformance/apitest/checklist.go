@@ -28,6 +28,7 @@ func testChecklist(t *testing.T, c *Client, opts Options) {
 		{"A-PR-01 A-PR-03 Prefer on update and failures", checkPreferUpdate},
 		{"A-BT-08 uri elements and img src rewritten", checkTransactionURIs},
 		{"A-BT-09 POST entry fullUrl is not an id", checkPostFullURL},
+		{"A-SB-04 B-SORT-01 B-CNT-01 links carry the parameters used", checkSelfLink},
 		{"B-GEN-06 parameter names are case-sensitive", checkParamCase},
 		{"B-QRY-01 unknown _query refused", checkNamedQuery},
 		{"B-COMP-01 no modifiers on composites", checkCompositeModifiers},
@@ -406,5 +407,42 @@ func checkTimingRange(t *testing.T, c *Client, _ Options) {
 	}
 	for _, v := range []string{"2020-01", "2020-03", "2020-01-05", "gt2020-03-10", "lt2020-01-05", "sa2020-01-05", "eb2020-03-10"} {
 		expectMatches(t, c, q(v))
+	}
+}
+
+// checkSelfLink: A-SB-04, the self link holds the parameters the search
+// used (and not the ignored ones); the sort applied is in it (B-SORT-01)
+// and every paging link repeats _count (B-CNT-01).
+func checkSelfLink(t *testing.T, c *Client, _ Options) {
+	fam := uniqueName("Self")
+	for range 3 {
+		create(t, c, "Patient", patient("", fam))
+	}
+	res, r := search(t, c, "GET", "/Patient?family="+fam+"&gender=female&_sort=-birthdate&_count=1&foo=bar", "", nil, 1)
+	if res == nil {
+		t.Fatalf("status %d", r.Status)
+	}
+	if len(res.matches) != 3 || len(res.pages) != 3 {
+		t.Fatalf("%d matches over %d pages, want 3 over 3", len(res.matches), len(res.pages))
+	}
+	self, err := url.Parse(res.self())
+	if err != nil {
+		t.Fatalf("self link %q: %v", res.self(), err)
+	}
+	q := self.Query()
+	for k, v := range map[string]string{"family": fam, "gender": "female", "_sort": "-birthdate", "_count": "1"} {
+		if q.Get(k) != v {
+			t.Errorf("self link %q: %s=%q, want %q", self, k, q.Get(k), v)
+		}
+	}
+	if q.Has("foo") {
+		t.Errorf("self link %q keeps the ignored foo", self)
+	}
+	for i, p := range res.pages {
+		for _, rel := range []string{"self", "next"} {
+			if l := p.link(rel); l != "" && !strings.Contains(l, "_count=1") {
+				t.Errorf("page %d: %s link %q does not repeat _count=1", i+1, rel, l)
+			}
+		}
 	}
 }
