@@ -26,6 +26,8 @@ func testChecklist(t *testing.T, c *Client, opts Options) {
 		{"A-UP-02 update carries Last-Modified and ETag", checkUpdateHeaders},
 		{"A-CC-05 conditional create and delete are plain in history", checkConditionalHistory},
 		{"A-PR-01 A-PR-03 Prefer on update and failures", checkPreferUpdate},
+		{"A-PR-01 Prefer on patch", checkPreferPatch},
+		{"A-DE-05 ETag on the delete answer", checkDeleteETag},
 		{"A-BT-08 uri elements and img src rewritten", checkTransactionURIs},
 		{"A-BT-09 POST entry fullUrl is not an id", checkPostFullURL},
 		{"A-SB-04 B-SORT-01 B-CNT-01 links carry the parameters used", checkSelfLink},
@@ -444,5 +446,46 @@ func checkSelfLink(t *testing.T, c *Client, _ Options) {
 				t.Errorf("page %d: %s link %q does not repeat _count=1", i+1, rel, l)
 			}
 		}
+	}
+}
+
+// checkPreferPatch: A-PR-01 on PATCH, which answers as an update.
+func checkPreferPatch(t *testing.T, c *Client, _ Options) {
+	id := uniqueID("ppatch")
+	expectStatus(t, c.Do("PUT", "/Patient/"+id, []byte(patient(id, "Patchy"))), 201, "create")
+	for i, tc := range []struct{ prefer, want string }{
+		{"return=minimal", ""},
+		{"return=representation", `"resourceType":"Patient"`},
+		{"return=OperationOutcome", `"resourceType":"OperationOutcome"`},
+	} {
+		body := fmt.Sprintf(`[{"op":"replace","path":"/name/0/family","value":"Patched%d"}]`, i)
+		r := c.Do("PATCH", "/Patient/"+id, []byte(body), "Content-Type", jsonPatch, "Prefer", tc.prefer)
+		expectStatus(t, r, 200, "PATCH "+tc.prefer)
+		if want := fmt.Sprintf(`W/"%d"`, i+2); r.Header.Get("ETag") != want {
+			t.Errorf("%s: ETag %q, want %s", tc.prefer, r.Header.Get("ETag"), want)
+		}
+		if tc.want == "" && len(r.Body) != 0 {
+			t.Errorf("%s: %d body bytes", tc.prefer, len(r.Body))
+		}
+		if tc.want != "" && !strings.Contains(string(r.Body), tc.want) {
+			t.Errorf("%s: body %s", tc.prefer, truncate(r.Body))
+		}
+	}
+}
+
+// checkDeleteETag: A-DE-05, the delete answer may carry an ETag; Kiln's
+// names the version the delete made, the one a later read's 410 names.
+func checkDeleteETag(t *testing.T, c *Client, _ Options) {
+	id := uniqueID("deltag")
+	expectStatus(t, c.Do("PUT", "/Patient/"+id, []byte(patient(id, "Gone"))), 201, "create")
+	r := c.Do("DELETE", "/Patient/"+id, nil)
+	if r.Status != 200 && r.Status != 204 {
+		t.Fatalf("delete: status %d", r.Status)
+	}
+	if r.Header.Get("ETag") != `W/"2"` {
+		t.Errorf("delete ETag %q, want W/\"2\"", r.Header.Get("ETag"))
+	}
+	if g := c.Do("GET", "/Patient/"+id, nil); g.Header.Get("ETag") != r.Header.Get("ETag") {
+		t.Errorf("410 ETag %q, delete ETag %q", g.Header.Get("ETag"), r.Header.Get("ETag"))
 	}
 }

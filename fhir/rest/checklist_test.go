@@ -44,3 +44,31 @@ func TestLeftOutParamsAreListed(t *testing.T) {
 		t.Log("the registry leaves nothing out")
 	}
 }
+
+// TestCapabilitiesETag: A-CS-02, the CapabilityStatement's ETag changes
+// when the statement does (here: another software version), and a client
+// holding the current one gets 304.
+func TestCapabilitiesETag(t *testing.T) {
+	db, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(t.TempDir(), "kiln.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	etags := map[string]string{}
+	for _, version := range []string{"1.0.0", "1.0.1"} {
+		srv := httptest.NewServer(rest.New(rest.Config{Version: version}, db))
+		c := &apitest.Client{T: t, Base: srv.URL, HTTP: srv.Client()}
+		r := c.Do("GET", "/metadata", nil)
+		etags[version] = r.Header.Get("ETag")
+		if etags[version] == "" || !strings.Contains(string(r.Body), `"version":"`+version+`"`) {
+			t.Errorf("version %s: ETag %q, body %.200s", version, etags[version], r.Body)
+		}
+		if r := c.Do("GET", "/metadata", nil, "If-None-Match", etags[version]); r.Status != 304 || len(r.Body) != 0 {
+			t.Errorf("version %s: If-None-Match with the current ETag: %d, %d body bytes", version, r.Status, len(r.Body))
+		}
+		srv.Close()
+	}
+	if etags["1.0.0"] == etags["1.0.1"] {
+		t.Errorf("two different statements share the ETag %s", etags["1.0.0"])
+	}
+}
