@@ -36,6 +36,7 @@ func testChecklist(t *testing.T, c *Client, opts Options) {
 		{"B-COMP-01 no modifiers on composites", checkCompositeModifiers},
 		{"B-STR-04 name and address use and period are not searched", checkStringParts},
 		{"B-DT-04 a Timing counts by its outer limits", checkTimingRange},
+		{"B-DT-06 US Core date parameters with full timestamps", checkUSCoreDates},
 	} {
 		t.Run(sc.name, func(t *testing.T) {
 			cc := *c
@@ -487,5 +488,43 @@ func checkDeleteETag(t *testing.T, c *Client, _ Options) {
 	}
 	if g := c.Do("GET", "/Patient/"+id, nil); g.Header.Get("ETag") != r.Header.Get("ETag") {
 		t.Errorf("410 ETag %q, delete ETag %q", g.Header.Get("ETag"), r.Header.Get("ETag"))
+	}
+}
+
+// checkUSCoreDates: B-DT-06, as the US Core kit does it: for each US Core
+// date parameter, gt, ge, lt and le with a full timestamp and offset a day
+// either side of the stored value, and the resource is in the result
+// exactly when the comparison holds.
+func checkUSCoreDates(t *testing.T, c *Client, _ Options) {
+	p, _ := create(t, c, "Patient", patient("", uniqueName("USCoreDates")))
+	subj := fmt.Sprintf(`{"reference":"Patient/%s"}`, p)
+	const v = "2019-05-31T10:00:00+00:00"
+	for _, tc := range []struct{ typ, param, body string }{
+		{"Observation", "date", `{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":` + subj + `,"effectiveDateTime":"` + v + `"}`},
+		{"Condition", "onset-date", `{"resourceType":"Condition","subject":` + subj + `,"onsetDateTime":"` + v + `"}`},
+		{"MedicationRequest", "authoredon", `{"resourceType":"MedicationRequest","status":"active","intent":"order","medicationCodeableConcept":{"text":"x"},"subject":` + subj + `,"authoredOn":"` + v + `"}`},
+		{"Immunization", "date", `{"resourceType":"Immunization","status":"completed","vaccineCode":{"text":"x"},"patient":` + subj + `,"occurrenceDateTime":"` + v + `"}`},
+		{"Encounter", "date", `{"resourceType":"Encounter","status":"finished","class":{"code":"AMB"},"subject":` + subj + `,"period":{"start":"` + v + `","end":"2019-05-31T11:00:00+00:00"}}`},
+		{"DiagnosticReport", "date", `{"resourceType":"DiagnosticReport","status":"final","code":{"text":"x"},"subject":` + subj + `,"effectiveDateTime":"` + v + `"}`},
+		{"Procedure", "date", `{"resourceType":"Procedure","status":"completed","subject":` + subj + `,"performedDateTime":"` + v + `"}`},
+	} {
+		id, _ := create(t, c, tc.typ, tc.body)
+		want := tc.typ + "/" + id
+		for _, q := range []struct {
+			value string
+			match bool
+		}{
+			{"gt2019-05-30T10:00:00+00:00", true}, {"gt2019-06-01T10:00:00+00:00", false},
+			{"ge2019-05-30T10:00:00+00:00", true}, {"ge2019-06-01T10:00:00+00:00", false},
+			{"lt2019-06-01T10:00:00+00:00", true}, {"lt2019-05-30T10:00:00+00:00", false},
+			{"le2019-06-01T10:00:00+00:00", true}, {"le2019-05-30T10:00:00+00:00", false},
+		} {
+			path := "/" + tc.typ + "?patient=" + p + "&" + tc.param + "=" + url.QueryEscape(q.value)
+			if q.match {
+				expectMatches(t, c, path, want)
+			} else {
+				expectMatches(t, c, path)
+			}
+		}
 	}
 }
