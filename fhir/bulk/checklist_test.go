@@ -1,11 +1,16 @@
 package bulk
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
 	"net/url"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Checklist section E lines that no other test asserted when
@@ -106,5 +111,51 @@ func TestGroupReadAndSearch(t *testing.T) {
 	m := s.poll(s.kickoff("/Group/" + b.Entry[0].Resource.ID + "/$export?_type=Patient"))
 	if got := ids(s.download(m.Output)); !slices.Equal(got, []string{"Patient/p3"}) {
 		t.Errorf("export of the Group found by identifier: %v", got)
+	}
+}
+
+// TestExpiryWaitsForDownload: E-FI-06, a file being downloaded is not
+// deleted under the client when the export expires: the download that
+// started before the expiry reads every line, and the export goes once it
+// ends. The file is larger than loopback socket buffers hold, so the
+// server is still streaming it while the expiry passes.
+func TestExpiryWaitsForDownload(t *testing.T) {
+	if testing.Short() {
+		t.Skip("moves 24 MiB")
+	}
+	s := newServer(t, Config{Expiry: 300 * time.Millisecond})
+	div := strings.Repeat("x", 512<<10)
+	const patients = 48
+	for i := range patients {
+		s.put("Patient", fmt.Sprint("big", i), fmt.Sprintf(`{"resourceType":"Patient","id":"big%d","text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">%s</div>"}}`, i, div))
+	}
+	st := s.kickoff("/$export?_type=Patient")
+	m := s.poll(st)
+	if len(m.Output) != 1 || m.Output[0].Count != patients {
+		t.Fatalf("output %+v", m.Output)
+	}
+	resp, err := http.Get(m.Output[0].URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	head := make([]byte, 64<<10)
+	if _, err := io.ReadFull(resp.Body, head); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // past the expiry; the sweep runs every Poll (20 ms)
+	rest, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lines := bytes.Count(append(head, rest...), []byte("\n")); lines != patients {
+		t.Errorf("the download that began before the expiry holds %d lines, want %d", lines, patients)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for s.do("GET", st, nil).status != 404 {
+		if time.Now().After(deadline) {
+			t.Fatal("the export did not expire once the download ended")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
