@@ -37,6 +37,7 @@ func testChecklist(t *testing.T, c *Client, opts Options) {
 		{"B-STR-04 name and address use and period are not searched", checkStringParts},
 		{"B-DT-04 a Timing counts by its outer limits", checkTimingRange},
 		{"B-DT-06 US Core date parameters with full timestamps", checkUSCoreDates},
+		{"B-REF-05 a versioned reference chains on the current version", checkVersionedReference},
 	} {
 		t.Run(sc.name, func(t *testing.T) {
 			cc := *c
@@ -527,4 +528,19 @@ func checkUSCoreDates(t *testing.T, c *Client, _ Options) {
 			}
 		}
 	}
+}
+
+// checkVersionedReference: B-REF-05, a version-specific reference is
+// found by its resource and chaining evaluates the target's current
+// version, not the version named.
+func checkVersionedReference(t *testing.T, c *Client, _ Options) {
+	old, cur := uniqueName("Old"), uniqueName("Cur")
+	id := uniqueID("vref")
+	expectStatus(t, c.Do("PUT", "/Patient/"+id, []byte(patient(id, old))), 201, "create")
+	expectStatus(t, c.Do("PUT", "/Patient/"+id, []byte(patient(id, cur))), 200, "update")
+	obs, _ := create(t, c, "Observation", fmt.Sprintf(`{"resourceType":"Observation","status":"final","code":{"text":"v"},"subject":{"reference":"Patient/%s/_history/1"}}`, id))
+	want := "Observation/" + obs
+	expectMatches(t, c, "/Observation?subject=Patient/"+id, want)
+	expectMatches(t, c, "/Observation?subject:Patient.family="+cur, want)
+	expectMatches(t, c, "/Observation?subject:Patient.family="+old)
 }
