@@ -56,7 +56,7 @@ var (
 type mapRow struct {
 	key, status string
 	cites       []string
-	line        int
+	line, cells int
 }
 
 // readMap parses ACCEPTANCE.md: the alias legend, the checklist rows,
@@ -94,7 +94,7 @@ func readMap(t *testing.T) (aliases map[string]string, lines, bullets []mapRow, 
 			totals[cells[0]] = n
 			continue
 		}
-		row := mapRow{key: cells[0], status: cells[len(cells)-1], line: i + 1}
+		row := mapRow{key: cells[0], status: cells[len(cells)-1], line: i + 1, cells: len(cells)}
 		for _, m := range codeSpan.FindAllStringSubmatch(l, -1) {
 			row.cites = append(row.cites, strings.ReplaceAll(m[1], `\|`, "|"))
 		}
@@ -212,6 +212,16 @@ func TestAcceptanceMap(t *testing.T) {
 	}
 	src := sources{}
 	cited := 0
+	for _, r := range lines {
+		if r.cells != 5 { // Line | Level | Requirement | Test(s) | Status
+			t.Errorf("line %d (%s): %d cells, want 5 (an unescaped pipe?)", r.line, r.key, r.cells)
+		}
+	}
+	for _, r := range bullets {
+		if r.cells != 3 { // Bullet | Test(s) | Status
+			t.Errorf("line %d (%s): %d cells, want 3 (an unescaped pipe?)", r.line, r.key, r.cells)
+		}
+	}
 	for _, r := range append(slices.Clone(lines), bullets...) {
 		st := statusOf(r.status)
 		if st == "" {
