@@ -1,8 +1,10 @@
 package search
 
 import (
+	"context"
 	"maps"
 	"slices"
+	"strings"
 )
 
 // A patient's record, as a patient portal sees it: the R4 Patient
@@ -107,4 +109,81 @@ func (r *Registry) recordClause(patient, typ string, depth int) (Clause, bool) {
 			Values: []Value{{Raw: ref, Ref: ref, RefType: "Patient"}}})
 	}
 	return member, len(member.Any) > 0
+}
+
+// RecordTypes lists the types a patient's record can hold, sorted:
+// those of the Patient compartment and the portal types.
+func (r *Registry) RecordTypes() []string {
+	var out []string
+	for _, t := range r.Types() {
+		if _, ok := r.RecordClause("p", t); ok {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// ReadFunc reads the current body of typ/id for RecordPatients; ok false
+// when there is none (never existed, or deleted).
+type ReadFunc func(ctx context.Context, typ, id string) (body []byte, ok bool, err error)
+
+// RecordPatients returns the ids of the patients whose record holds the
+// resource typ with body, sorted and without repeats: those its record
+// parameters reference (the Patient itself, by its id), and for a
+// portal type reached through Via, the patients of what Via points at,
+// read with read (absolute references under base count as relative;
+// others, and contained ones, are not followed). It agrees with
+// RecordClause: a resource is in P's record by one exactly when the
+// other says so.
+func (r *Registry) RecordPatients(ctx context.Context, typ string, body []byte, base string, read ReadFunc) ([]string, error) {
+	set := map[string]bool{}
+	if err := r.recordPatients(ctx, typ, body, base, read, 0, set); err != nil {
+		return nil, err
+	}
+	return slices.Sorted(maps.Keys(set)), nil
+}
+
+func (r *Registry) recordPatients(ctx context.Context, typ string, body []byte, base string, read ReadFunc, depth int, set map[string]bool) error {
+	pr := portal[typ]
+	names := []string{"_id"}
+	if pr.Via != "" {
+		if depth >= maxVia {
+			return nil
+		}
+		names = append(names, pr.Via)
+	} else {
+		names = append(names, r.RecordParams(typ)...)
+	}
+	entries, err := r.ExtractParams(typ, body, base, names)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		switch {
+		case e.Param == "_id":
+			if typ == "Patient" && e.Code != "" {
+				set[e.Code] = true
+			}
+		case e.Type != Reference:
+		case pr.Via != "":
+			t, id, ok := strings.Cut(e.Ref, "/")
+			if !ok || strings.Contains(id, "/") || !slices.Contains(pr.Through, t) {
+				continue
+			}
+			target, found, err := read(ctx, t, id)
+			if err != nil {
+				return err
+			}
+			if found {
+				if err := r.recordPatients(ctx, t, target, base, read, depth+1, set); err != nil {
+					return err
+				}
+			}
+		default:
+			if id, ok := strings.CutPrefix(e.Ref, "Patient/"); ok && id != "" && !strings.Contains(id, "/") {
+				set[id] = true
+			}
+		}
+	}
+	return nil
 }
