@@ -207,6 +207,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("OPTIONS "+p+"/auth/token", s.tokenPreflight)
 	mux.HandleFunc("POST "+p+"/auth/introspect", s.introspect)
 	mux.HandleFunc("POST "+p+"/auth/revoke", s.revoke)
+	mux.HandleFunc("POST "+p+"/auth/register", s.register)
 	return mux
 }
 
@@ -255,6 +256,7 @@ func (s *Server) smartConfiguration(w http.ResponseWriter, r *http.Request) {
 		"token_endpoint":                        s.tokenURL,
 		"introspection_endpoint":                s.endpoint("introspect"),
 		"revocation_endpoint":                   s.endpoint("revoke"),
+		"registration_endpoint":                 s.endpoint("register"),
 		"grant_types_supported":                 []string{"authorization_code", "refresh_token", "client_credentials"},
 		"token_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post", "private_key_jwt"},
 		"token_endpoint_auth_signing_alg_values_supported": []string{"RS384", "ES384"},
@@ -273,6 +275,7 @@ func (s *Server) openidConfiguration(w http.ResponseWriter, r *http.Request) {
 		"jwks_uri":                              s.endpoint("jwks"),
 		"introspection_endpoint":                s.endpoint("introspect"),
 		"revocation_endpoint":                   s.endpoint("revoke"),
+		"registration_endpoint":                 s.endpoint("register"),
 		"response_types_supported":              []string{"code"},
 		"response_modes_supported":              []string{"query"},
 		"grant_types_supported":                 []string{"authorization_code", "refresh_token", "client_credentials"},
