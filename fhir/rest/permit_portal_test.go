@@ -11,7 +11,7 @@ import (
 )
 
 // portalRecords are the resources of one patient the portal rules
-// (permit.go portal) reach, created by the loader.
+// (fhir/search record.go) reach, created by the loader.
 type portalRecords struct {
 	taskFor, taskRequester, taskOwner string // Task for / requester / owner = the patient
 	invoice, notice, reconciliation   string
