@@ -20,7 +20,9 @@ import (
 // §3.1, C-RS-03) and {"active": false} at introspection (RFC 7662 §2.2),
 // a refresh token and a code are invalid_grant (RFC 6749 §5.2).
 func TestTokenLifetimesOnBinary(t *testing.T) {
-	const accessTTL, refreshTTL, codeTTL = 3 * time.Second, 9 * time.Second, 3 * time.Second
+	// Lifetimes short enough to wait out, long enough that the checks of
+	// a live token finish within them on a loaded machine.
+	const accessTTL, refreshTTL, codeTTL = 5 * time.Second, 10 * time.Second, 3 * time.Second
 	k := startSMARTKiln(t, "--access-token-ttl", accessTTL.String(), "--refresh-token-ttl", refreshTTL.String(), "--auth-code-ttl", codeTTL.String())
 	a := k.patients[0]
 	ctx := context.WithValue(t.Context(), oauth2.HTTPClient, &http.Client{Timeout: 30 * time.Second})
@@ -69,12 +71,7 @@ func TestTokenLifetimesOnBinary(t *testing.T) {
 	if err != nil {
 		t.Fatalf("refresh within --refresh-token-ttl: %v", err)
 	}
-	issued := time.Now()
-	// A code that is never exchanged in time.
-	verifier := oauth2.GenerateVerifier()
-	loc := newUserAgent(t).authorizeCode(cfg.AuthCodeURL(rand.Text(), oauth2.S256ChallengeOption(verifier), oauth2.SetAuthURLParam("aud", k.base)), "ttl-a", password)
-	code := loc.Query().Get("code")
-
+	issued := time.Now() // both tokens of fresh were issued before
 	// Live: the checks below can fail.
 	if status, _, body := fhirGet(t, k.base, "/Patient/"+a, fresh.AccessToken); status != http.StatusOK {
 		t.Fatalf("fresh access token: %d %.300s", status, body)
@@ -83,8 +80,14 @@ func TestTokenLifetimesOnBinary(t *testing.T) {
 		t.Fatalf("fresh access token introspected as %v", m)
 	}
 
+	// A code that is never exchanged in time.
+	verifier := oauth2.GenerateVerifier()
+	loc := newUserAgent(t).authorizeCode(cfg.AuthCodeURL(rand.Text(), oauth2.S256ChallengeOption(verifier), oauth2.SetAuthURLParam("aud", k.base)), "ttl-a", password)
+	code := loc.Query().Get("code")
+	codeIssued := time.Now()
+
 	// fosite rounds expiry to the second: wait a second more.
-	time.Sleep(time.Until(issued.Add(max(accessTTL, codeTTL) + 1500*time.Millisecond)))
+	time.Sleep(max(time.Until(issued.Add(accessTTL)), time.Until(codeIssued.Add(codeTTL))) + 1500*time.Millisecond)
 	for name, at := range map[string]string{"first": tok.AccessToken, "refreshed": fresh.AccessToken} {
 		status, h, body := fhirGet(t, k.base, "/Patient/"+a, at)
 		if status != http.StatusUnauthorized || !strings.HasPrefix(h.Get("WWW-Authenticate"), "Bearer") || !strings.Contains(h.Get("WWW-Authenticate"), `error="invalid_token"`) {
