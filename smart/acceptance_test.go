@@ -504,8 +504,13 @@ func TestPagesSayWhatIsAsked(t *testing.T) {
 			}
 		})
 	}
-	if got := offered(consent.body); len(got) != 4 {
-		t.Errorf("consent offers %q, want the 4 requested scopes", got)
+	// The 4 requested scopes, ticked, and the 3 Condition categories
+	// offered in place of patient/Condition.read, not ticked (C-SC-07).
+	if got := offered(consent.body); len(got) != 7 {
+		t.Errorf("consent offers %q, want the 4 requested scopes and 3 Condition categories", got)
+	}
+	if got := strings.Count(consent.body, `name="scope"`) - strings.Count(consent.body, `" checked>`); got != 3 {
+		t.Errorf("%d scope boxes unticked, want the 3 category ones", got)
 	}
 }
 

@@ -204,8 +204,17 @@ func (s *Server) authorizeParams(w http.ResponseWriter, r *http.Request, params 
 
 func (s *Server) renderConsent(w http.ResponseWriter, c *Client, u *User, ar fosite.AuthorizeRequester, id, csrf string) {
 	d := pageData{App: c.Name, Action: s.endpoint("consent"), Pending: id, CSRF: csrf, User: u.Username}
-	for i, sc := range ar.GetRequestedScopes() {
-		d.Scopes = append(d.Scopes, scopeItem{ID: "scope" + strconv.Itoa(i), Scope: sc, Words: describe(sc)})
+	n := 0
+	item := func(sc string) scopeItem {
+		n++
+		return scopeItem{ID: "scope" + strconv.Itoa(n), Scope: sc, Words: describe(sc)}
+	}
+	for _, sc := range ar.GetRequestedScopes() {
+		it := item(sc)
+		for _, g := range granular(sc) {
+			it.Parts = append(it.Parts, item(g))
+		}
+		d.Scopes = append(d.Scopes, it)
 	}
 	// A user who is not a patient picks the patient for launch/patient
 	// (app-launch.html: standalone patient picker); a patient's own
@@ -338,8 +347,7 @@ func (s *Server) consent(w http.ResponseWriter, r *http.Request) {
 		s.oauth.WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The user denied access."))
 		return
 	}
-	chosen := r.PostForm["scope"]
-	granted := slices.DeleteFunc(slices.Clone([]string(ar.GetRequestedScopes())), func(sc string) bool { return !slices.Contains(chosen, sc) })
+	granted := chosenScopes(ar.GetRequestedScopes(), r.PostForm["scope"])
 
 	sess := newSession()
 	sess.Subject, sess.Username, sess.FHIRUser = u.Subject, u.Username, u.FHIRUser
@@ -400,6 +408,32 @@ func (s *Server) consent(w http.ResponseWriter, r *http.Request) {
 	s.oauth.WriteAuthorizeResponse(ctx, w, ar, resp)
 }
 
+// chosenScopes is what the user approved of requested, in request
+// order: each requested scope ticked and, for one not ticked, the
+// category scopes offered in its place (granular) that were. A category
+// scope beside its ticked resource-level scope adds nothing and is left
+// out; a scope the page did not offer is ignored.
+func chosenScopes(requested []string, chosen []string) []string {
+	var out []string
+	add := func(sc string) {
+		if !slices.Contains(out, sc) {
+			out = append(out, sc)
+		}
+	}
+	for _, sc := range requested {
+		if slices.Contains(chosen, sc) {
+			add(sc)
+			continue
+		}
+		for _, g := range granular(sc) {
+			if slices.Contains(chosen, g) {
+				add(g)
+			}
+		}
+	}
+	return out
+}
+
 func cloneValues(v url.Values) url.Values {
 	out := url.Values{}
 	for k, vs := range v {
@@ -410,6 +444,8 @@ func cloneValues(v url.Values) url.Values {
 
 type scopeItem struct {
 	ID, Scope, Words string
+	// Parts are category scopes the user may grant instead (granular).
+	Parts []scopeItem
 }
 
 type pageData struct {
@@ -452,6 +488,7 @@ label{font-weight:600}
 input[type=text],input[type=password]{display:block;width:100%;box-sizing:border-box;padding:.5rem;font-size:1rem;border:1px solid #555;margin:.25rem 0 1rem}
 fieldset{border:1px solid #555;padding:1rem}
 fieldset div{margin:.4rem 0}
+fieldset.parts{margin:.4rem 0 .4rem 1.5rem;border-style:dashed}
 code{font-size:.85em;color:#333}
 button{padding:.6rem 1.2rem;font-size:1rem;border:2px solid #005a9c;margin-right:.5rem;cursor:pointer}
 button.primary{background:#005a9c;color:#fff}
@@ -489,7 +526,11 @@ Untick anything you do not want to share; you can revoke access later.</p>
 <input type="hidden" name="csrf" value="{{.CSRF}}">
 <fieldset><legend>{{.App}} may:</legend>
 {{range .Scopes}}<div><input type="checkbox" id="{{.ID}}" name="scope" value="{{.Scope}}" checked>
+<label for="{{.ID}}">{{.Words}}</label> <code>{{.Scope}}</code>
+{{if .Parts}}<fieldset class="parts"><legend>Or, with the box above unticked, share only these kinds:</legend>
+{{range .Parts}}<div><input type="checkbox" id="{{.ID}}" name="scope" value="{{.Scope}}">
 <label for="{{.ID}}">{{.Words}}</label> <code>{{.Scope}}</code></div>
+{{end}}</fieldset>{{end}}</div>
 {{end}}</fieldset>
 {{if .AskPatient}}<p><label for="patient">Patient id (the record to open)</label>
 <input id="patient" name="patient" type="text" autocomplete="off"></p>{{end}}

@@ -193,9 +193,10 @@ func TestConsentSubset(t *testing.T) {
 	app := e.client(ClientSpec{Public: true})
 	lab := "patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory"
 	cfg := e.oauth(app, "launch/patient", "patient/Patient.rs", lab, "patient/Condition.rs")
-	// The user unticks Condition: the grant says exactly what was
-	// approved, granular scope verbatim (C-SC-06, C-SC-08).
-	tok := e.standalone(cfg, "alice", func(s string) bool { return s != "patient/Condition.rs" })
+	// The user unticks Condition (and the Condition categories offered
+	// instead): the grant says exactly what was approved, granular scope
+	// verbatim (C-SC-06, C-SC-08).
+	tok := e.standalone(cfg, "alice", func(s string) bool { return !strings.HasPrefix(s, "patient/Condition.") })
 	if got := tok.Extra("scope"); got != "launch/patient patient/Patient.rs "+lab {
 		t.Errorf("scope = %q", got)
 	}

@@ -132,6 +132,54 @@ func allowed(registered, requested []string) (keep, cut []string) {
 	return keep, cut
 }
 
+// categories are the categories for which the consent page offers
+// granular scopes in place of a resource-level Condition or Observation
+// scope: those ONC HTI-1 (g)(10) names (checklist C-SC-07; US Core 6
+// "SMART scopes").
+var categories = map[string][]string{
+	"Condition": {
+		"http://terminology.hl7.org/CodeSystem/condition-category|encounter-diagnosis",
+		"http://terminology.hl7.org/CodeSystem/condition-category|problem-list-item",
+		"http://hl7.org/fhir/us/core/CodeSystem/condition-category|health-concern",
+	},
+	"Observation": {
+		"http://terminology.hl7.org/CodeSystem/observation-category|laboratory",
+		"http://terminology.hl7.org/CodeSystem/observation-category|social-history",
+		"http://terminology.hl7.org/CodeSystem/observation-category|vital-signs",
+		"http://terminology.hl7.org/CodeSystem/observation-category|survey",
+		"http://hl7.org/fhir/us/core/CodeSystem/us-core-category|sdoh",
+	},
+}
+
+// granular lists the category scopes a user may grant instead of the
+// requested scope sc (scopes-and-launch-context.html#finer-grained-
+// resource-constraints-using-search-parameters; C-SC-07: "the
+// authorization UI must let the patient grant sub-resource scopes
+// instead"): for a resource-level Condition or Observation scope that
+// reads or searches, one per category, with sc's context and its r and s
+// letters. Each is within sc (covers), so it is within the client's
+// registration too. Nil for any other scope.
+func granular(sc string) []string {
+	p, ok := ParseScope(sc)
+	if !ok || p.Query != nil {
+		return nil
+	}
+	var ops string
+	for _, c := range "rs" {
+		if strings.ContainsRune(p.Ops, c) {
+			ops += string(c)
+		}
+	}
+	if ops == "" {
+		return nil
+	}
+	var out []string
+	for _, cat := range categories[p.Type] {
+		out = append(out, p.Context+"/"+p.Type+"."+ops+"?category="+cat)
+	}
+	return out
+}
+
 var opWords = map[rune]string{'c': "create", 'r': "read", 'u': "update", 'd': "delete", 's': "search"}
 
 var contextWords = map[string]string{

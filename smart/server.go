@@ -207,6 +207,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("OPTIONS "+p+"/auth/token", s.tokenPreflight)
 	mux.HandleFunc("POST "+p+"/auth/introspect", s.introspect)
 	mux.HandleFunc("POST "+p+"/auth/revoke", s.revoke)
+	mux.HandleFunc("POST "+p+"/auth/register", s.register)
 	return mux
 }
 
@@ -255,6 +256,7 @@ func (s *Server) smartConfiguration(w http.ResponseWriter, r *http.Request) {
 		"token_endpoint":                        s.tokenURL,
 		"introspection_endpoint":                s.endpoint("introspect"),
 		"revocation_endpoint":                   s.endpoint("revoke"),
+		"registration_endpoint":                 s.endpoint("register"),
 		"grant_types_supported":                 []string{"authorization_code", "refresh_token", "client_credentials"},
 		"token_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post", "private_key_jwt"},
 		"token_endpoint_auth_signing_alg_values_supported": []string{"RS384", "ES384"},
@@ -273,6 +275,7 @@ func (s *Server) openidConfiguration(w http.ResponseWriter, r *http.Request) {
 		"jwks_uri":                              s.endpoint("jwks"),
 		"introspection_endpoint":                s.endpoint("introspect"),
 		"revocation_endpoint":                   s.endpoint("revoke"),
+		"registration_endpoint":                 s.endpoint("register"),
 		"response_types_supported":              []string{"code"},
 		"response_modes_supported":              []string{"query"},
 		"grant_types_supported":                 []string{"authorization_code", "refresh_token", "client_credentials"},
@@ -443,16 +446,22 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		ar.GrantAudience(s.cfg.BaseURL)
 		sess.Subject = ar.GetClient().GetID()
 	}
+	var narrowed []string
 	if ar.GetGrantTypes().ExactOne("refresh_token") {
-		// app-launch.html#step-5-later-app-uses-a-refresh-token: a scope
-		// on refresh must be within the original grant (RFC 6749 §6);
-		// the grant is then kept whole, so the new refresh token's scope
-		// stays identical to the old one's, as §6 requires.
-		for _, sc := range strings.Fields(r.PostForm.Get("scope")) {
-			if !ar.GetGrantedScopes().Has(sc) {
-				s.accessError(w, r, ar, fosite.ErrInvalidScope.WithHintf("Scope %q was not granted originally.", sc))
-				return
-			}
+		// app-launch.html#step-5-later-app-uses-a-refresh-token, RFC 6749
+		// §6: a scope on refresh must not include any scope not granted
+		// originally (a resource scope within a granted one, such as
+		// patient/Observation.rs under patient/*.rs, is within); omitted,
+		// it is the original. A narrower one binds the new access token
+		// only: the rotated refresh token keeps the grant's scope, as §6
+		// requires, so a later refresh may ask for more again.
+		var err error
+		if narrowed, err = narrow(ar.GetGrantedScopes(), strings.Fields(r.PostForm.Get("scope"))); err != nil {
+			s.accessError(w, r, ar, err)
+			return
+		}
+		if sess, ok := ar.GetSession().(*session); ok && narrowed != nil {
+			sess.accessScope = narrowed
 		}
 	}
 	if sess, ok := ar.GetSession().(*session); ok && !sess.OnlineUntil.IsZero() && sess.GetExpiresAt(fosite.RefreshToken).After(sess.OnlineUntil) {
@@ -474,6 +483,9 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		s.accessError(w, r, ar, err)
 		return
 	}
+	if narrowed != nil {
+		resp.SetScopes(narrowed) // RFC 6749 §5.1: the scope of the access token
+	}
 	if sess, ok := ar.GetSession().(*session); ok && !ar.GetGrantTypes().ExactOne("client_credentials") {
 		// app-launch.html#response-5: launch context beside the token.
 		if sess.Patient != "" {
@@ -486,6 +498,26 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		resp.SetExtra("smart_style_url", s.endpoint("style.json")+"?v="+styleVersion)
 	}
 	s.oauth.WriteAccessResponse(ctx, w, ar, resp)
+}
+
+// narrow is the scope of an access token refreshed with requested:
+// nil for the whole grant (requested empty, or naming all of it), else
+// requested without repeats. A scope the grant does not cover is
+// invalid_scope (RFC 6749 §6).
+func narrow(granted fosite.Arguments, requested []string) ([]string, error) {
+	var out []string
+	for _, sc := range requested {
+		if !scopeStrategy(granted, sc) {
+			return nil, fosite.ErrInvalidScope.WithHintf("Scope %q was not granted originally.", sc)
+		}
+		if !slices.Contains(out, sc) {
+			out = append(out, sc)
+		}
+	}
+	if len(out) == 0 || !slices.ContainsFunc(granted, func(g string) bool { return !slices.Contains(out, g) }) {
+		return nil, nil // every granted scope asked for again (or nothing asked)
+	}
+	return out, nil
 }
 
 // accessError writes a token endpoint error (RFC 6749 §5.2): 401 for

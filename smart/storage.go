@@ -52,6 +52,10 @@ type session struct {
 	// OnlineUntil bounds refresh tokens of an online_access grant
 	// (without offline_access) to the sign-in they came from.
 	OnlineUntil time.Time `json:"onlineUntil,omitzero"`
+	// accessScope, when set, is the narrower scope a refresh asked for
+	// (RFC 6749 §6): the access token is stored with it, the rotated
+	// refresh token with the grant's. Never stored itself.
+	accessScope []string
 }
 
 func newSession() *session { return &session{DefaultSession: openid.NewDefaultSession()} }
@@ -107,6 +111,9 @@ func (s *storage) put(ctx context.Context, kind, key string, req fosite.Requeste
 		RequestedScope: req.GetRequestedScopes(), GrantedScope: req.GetGrantedScopes(),
 		RequestedAudience: req.GetRequestedAudience(), GrantedAudience: req.GetGrantedAudience(),
 		Form: req.GetRequestForm(), Session: sess, Active: active,
+	}
+	if ss, ok := req.GetSession().(*session); ok && kind == kindAccess && ss.accessScope != nil {
+		sr.GrantedScope = ss.accessScope
 	}
 	b, err := json.Marshal(sr)
 	if err != nil {

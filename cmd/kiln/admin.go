@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/kiln-fhir/kiln/smart"
 	"github.com/kiln-fhir/kiln/store"
@@ -74,8 +75,11 @@ func clientCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) > 0 && args[0] == "apply" {
 		return clientApply(ctx, args[1:], stdout)
 	}
+	if len(args) > 0 && args[0] == "token" {
+		return clientToken(ctx, args[1:], stdout)
+	}
 	if len(args) == 0 || args[0] != "add" {
-		return errors.New("usage: kiln client add --data DIR|--mongo-uri URI --name NAME --redirect-uri URI [--public] [--jwks FILE|--jwks-url URL] [--scope SCOPES]\n       kiln client apply --data DIR|--mongo-uri URI --file CLIENTS.json")
+		return errors.New("usage: kiln client add --data DIR|--mongo-uri URI --name NAME --redirect-uri URI [--public] [--jwks FILE|--jwks-url URL] [--scope SCOPES]\n       kiln client apply --data DIR|--mongo-uri URI --file CLIENTS.json\n       kiln client token --data DIR|--mongo-uri URI [--ttl 24h]")
 	}
 	fs := flag.NewFlagSet("kiln client add", flag.ContinueOnError)
 	data := addStoreFlags(fs)
@@ -109,6 +113,30 @@ func clientCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")
 	return enc.Encode(reg)
+}
+
+// clientToken is `kiln client token`: an initial access token for one
+// dynamic registration (RFC 7591 §3, POST B/auth/register), printed as
+// JSON with its expiry. Only its hash is stored.
+func clientToken(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("kiln client token", flag.ContinueOnError)
+	data := addStoreFlags(fs)
+	ttl := fs.Duration("ttl", 24*time.Hour, "how long the token may be used (once)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	st, err := data.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	tok, exp, err := smart.CreateRegistrationToken(ctx, st, *ttl)
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(map[string]string{"initial_access_token": tok, "expires_at": exp.Format(time.RFC3339)})
 }
 
 // clientApply is `kiln client apply`: a declarative JSON file of clients

@@ -66,7 +66,8 @@ func smartBase(cfg serveConfig, addr net.Addr) string {
 }
 
 func newSMART(ctx context.Context, cfg serveConfig, addr net.Addr, records smart.Records, logger *slog.Logger) (*smart.Server, error) {
-	scfg := smart.Config{BaseURL: smartBase(cfg, addr), Logger: logger}
+	scfg := smart.Config{BaseURL: smartBase(cfg, addr), Logger: logger,
+		AccessTokenLifespan: cfg.accessTTL, RefreshTokenLifespan: cfg.refreshTTL, CodeLifespan: cfg.codeTTL}
 	if cfg.baseURL == "" {
 		logger.Warn("--base-url is not set: SMART tokens are issued for " + scfg.BaseURL + "; set --base-url to the public FHIR base in production")
 	}

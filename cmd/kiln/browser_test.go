@@ -160,7 +160,11 @@ func TestBrowserSMARTLaunch(t *testing.T) {
 	if res.Name != want || res.ID != a+" "+a {
 		t.Errorf("the app shows %q (ids %q), want patient A %q (%s)", res.Name, res.ID, want, a)
 	}
-	for _, sc := range []string{"launch/patient", "openid", "fhirUser", "patient/*.rs"} {
+	// The requested scopes, and the Observation categories offered in
+	// place of patient/Observation.rs (C-SC-07), all audited above.
+	for _, sc := range []string{"launch/patient", "openid", "fhirUser", "patient/*.rs", "patient/Observation.rs",
+		"patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory",
+		"patient/Observation.rs?category=http://hl7.org/fhir/us/core/CodeSystem/us-core-category|sdoh"} {
 		if !strings.Contains(" "+strings.Join(res.ConsentScopes, " ")+" ", " "+sc+" ") {
 			t.Errorf("consent page offers %q, without %s", res.ConsentScopes, sc)
 		}

@@ -59,6 +59,9 @@ type serveConfig struct {
 	mongoDB  string
 	// tlsCert and tlsKey, both set, serve HTTPS (TLS 1.2 or later).
 	tlsCert, tlsKey string
+	// SMART token lifetimes (--auth=smart): access tokens, refresh
+	// tokens and authorization codes.
+	accessTTL, refreshTTL, codeTTL time.Duration
 }
 
 // defaultCache is the read cache's default size: some 20,000 Synthea
@@ -88,6 +91,13 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.exportMaxJobs, "export-max-jobs", 4, "bulk exports queued or running at once; more get 429 (KILN_EXPORT_MAX_JOBS)")
 	fs.Int64Var(&c.exportFileSize, "export-file-size", 128<<20, "bytes after which an export file is split (KILN_EXPORT_FILE_SIZE)")
 	fs.DurationVar(&c.exportExpiry, "export-expiry", time.Hour, "how long a finished export's files are kept (KILN_EXPORT_EXPIRY)")
+	// Defaults as smart.Config's: an hour for access tokens
+	// (app-launch.html: "should not exceed one hour"), 90 days for
+	// refresh tokens, a minute for codes (app-launch.html: "short-lived,
+	// usually around one minute").
+	fs.DurationVar(&c.accessTTL, "access-token-ttl", time.Hour, "lifetime of SMART access tokens and id_tokens (KILN_ACCESS_TOKEN_TTL)")
+	fs.DurationVar(&c.refreshTTL, "refresh-token-ttl", 90*24*time.Hour, "lifetime of SMART refresh tokens; each refresh issues a new one (KILN_REFRESH_TOKEN_TTL)")
+	fs.DurationVar(&c.codeTTL, "auth-code-ttl", time.Minute, "lifetime of SMART authorization codes (KILN_AUTH_CODE_TTL)")
 }
 
 func serve(ctx context.Context, args []string) (err error) {
@@ -438,15 +448,30 @@ func (c *serveConfig) numbersFromEnv(fs *flag.FlagSet) error {
 			*n.dst = x
 		}
 	}
-	if v, ok := os.LookupEnv("KILN_EXPORT_EXPIRY"); ok && !given["export-expiry"] {
-		d, err := time.ParseDuration(strings.TrimSpace(v))
-		if err != nil {
-			return fmt.Errorf("KILN_EXPORT_EXPIRY=%q: want a duration (1h, 30m)", v)
+	for _, n := range []struct {
+		flag, env string
+		dst       *time.Duration
+	}{
+		{"export-expiry", "KILN_EXPORT_EXPIRY", &c.exportExpiry},
+		{"access-token-ttl", "KILN_ACCESS_TOKEN_TTL", &c.accessTTL},
+		{"refresh-token-ttl", "KILN_REFRESH_TOKEN_TTL", &c.refreshTTL},
+		{"auth-code-ttl", "KILN_AUTH_CODE_TTL", &c.codeTTL},
+	} {
+		if v, ok := os.LookupEnv(n.env); ok && !given[n.flag] {
+			d, err := time.ParseDuration(strings.TrimSpace(v))
+			if err != nil {
+				return fmt.Errorf("%s=%q: want a duration (1h, 30m)", n.env, v)
+			}
+			*n.dst = d
 		}
-		c.exportExpiry = d
 	}
 	if c.exportWorkers <= 0 || c.exportMaxJobs <= 0 || c.exportFileSize <= 0 || c.exportExpiry <= 0 {
 		return fmt.Errorf("--export-workers, --export-max-jobs, --export-file-size and --export-expiry must be positive")
+	}
+	// A zero lifetime would fall back to smart.Config's default silently;
+	// one shorter than a second is rounded away by fosite.
+	if c.accessTTL < time.Second || c.refreshTTL < time.Second || c.codeTTL < time.Second {
+		return fmt.Errorf("--access-token-ttl, --refresh-token-ttl and --auth-code-ttl must be at least 1s")
 	}
 	return nil
 }

@@ -55,8 +55,8 @@ type smartKiln struct {
 }
 
 // startSMARTKiln imports smartPatients into a fresh data directory and
-// serves it with the default authorization.
-func startSMARTKiln(t *testing.T) *smartKiln {
+// serves it with the default authorization and the serve flags in extra.
+func startSMARTKiln(t *testing.T, extra ...string) *smartKiln {
 	t.Helper()
 	src := t.TempDir()
 	for _, f := range smartPatients {
@@ -94,7 +94,7 @@ func startSMARTKiln(t *testing.T) *smartKiln {
 	if got := runImport(t, data, src); got[4] != 0 {
 		t.Fatalf("import rejected %d resources", got[4])
 	}
-	k := spawn(t, nil, "serve", "--addr", "127.0.0.1:0", "--data", data, "--log-format", "json")
+	k := spawn(t, nil, append([]string{"serve", "--addr", "127.0.0.1:0", "--data", data, "--log-format", "json"}, extra...)...)
 	k.waitServing()
 	// Without --base-url the audience is http://localhost:PORT
 	// (cmd/kiln/auth.go smartBase); the client calls that very base.

@@ -11,6 +11,10 @@ import (
 // search-parameters.json is the official R4 4.0.1 SearchParameter bundle
 // (HL7, CC0) compacted by search_gen.go to what a server runs on;
 // search-parameters-uscore.json is the same for US Core 3.1.0 (HL7, CC0).
+// search-parameters-kiln.json holds the few parameters Kiln defines
+// itself (canonical URLs under https://github.com/kiln-fhir/kiln/), written
+// by hand: PaymentReconciliation.detail.request, which R4 leaves without
+// one (its `request` is the Task) and the portal rules need.
 // The compartment definitions are the official R4 files, copied verbatim.
 // To regenerate from ../shared/fhir-r4:
 //
@@ -23,6 +27,8 @@ var (
 	searchParametersJSON []byte
 	//go:embed search-parameters-uscore.json
 	usCoreSearchParametersJSON []byte
+	//go:embed search-parameters-kiln.json
+	kilnSearchParametersJSON []byte
 	//go:embed compartmentdefinition-*.json
 	compartmentFS embed.FS
 )
@@ -80,6 +86,9 @@ var (
 	usCoreSearchParameters = sync.OnceValue(func() []SearchParameter {
 		return decodeSearchParameters("search-parameters-uscore.json", usCoreSearchParametersJSON)
 	})
+	kilnSearchParameters = sync.OnceValue(func() []SearchParameter {
+		return decodeSearchParameters("search-parameters-kiln.json", kilnSearchParametersJSON)
+	})
 )
 
 // SearchParameters returns every SearchParameter of the R4 base
@@ -91,6 +100,12 @@ func SearchParameters() []SearchParameter { return searchParameters() }
 // sorted by URL. Most restate a base parameter under the same code; race
 // and ethnicity are new. The slice is shared: callers must not modify it.
 func USCoreSearchParameters() []SearchParameter { return usCoreSearchParameters() }
+
+// KilnSearchParameters returns the SearchParameters Kiln defines itself,
+// sorted by URL: built in like R4's, with canonical URLs under
+// https://github.com/kiln-fhir/kiln/. The slice is shared: callers must
+// not modify it.
+func KilnSearchParameters() []SearchParameter { return kilnSearchParameters() }
 
 // CompartmentDefinition says which resources belong to a compartment
 // (compartmentdefinition.html) and through which search parameters.

@@ -14,6 +14,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -246,11 +247,13 @@ func (w *Writer) flush(batch []Event) []Event {
 	if len(batch) == 0 {
 		return batch
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	changes := make([]store.Change, 0, len(batch))
 	var held int64
 	for i := range batch {
 		held += batch[i].size()
-		ch, err := w.change(&batch[i])
+		ch, err := w.change(ctx, &batch[i])
 		if err != nil {
 			// A bug, not an input problem: the writer builds the resource.
 			w.failed.Inc()
@@ -260,8 +263,6 @@ func (w *Writer) flush(batch []Event) []Event {
 		changes = append(changes, ch)
 	}
 	w.pending.Add(-held)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	if err := w.st.Commit(ctx, changes...); err != nil {
 		w.failed.Add(float64(len(changes)))
 		w.cfg.Logger.Error("audit: writing AuditEvents failed", "events", len(changes), "err", err)
@@ -273,8 +274,8 @@ func (w *Writer) flush(batch []Event) []Event {
 }
 
 // change renders e as a stored AuditEvent with its index entries.
-func (w *Writer) change(e *Event) (store.Change, error) {
-	body, err := json.Marshal(w.resource(e))
+func (w *Writer) change(ctx context.Context, e *Event) (store.Change, error) {
+	body, err := json.Marshal(w.resource(ctx, e))
 	if err != nil {
 		return store.Change{}, err
 	}
@@ -376,7 +377,7 @@ type auditEvent struct {
 }
 
 // resource builds the AuditEvent of e.
-func (w *Writer) resource(e *Event) *auditEvent {
+func (w *Writer) resource(ctx context.Context, e *Event) *auditEvent {
 	ae := &auditEvent{
 		ResourceType: "AuditEvent",
 		Type:         coding{System: systemEventType, Code: "rest", Display: "RESTful Operation"},
@@ -430,7 +431,7 @@ func (w *Writer) resource(e *Event) *auditEvent {
 			Role:  &coding{System: systemObjectRole, Code: "24", Display: "Query"},
 			Query: base64.StdEncoding.EncodeToString([]byte(e.Query))})
 	}
-	for _, p := range w.patients(e) {
+	for _, p := range w.patients(ctx, e) {
 		ae.Entity = append(ae.Entity, entity{What: &reference{Reference: "Patient/" + p},
 			Type: &coding{System: systemEntityType, Code: "1", Display: "Person"},
 			Role: &coding{System: systemObjectRole, Code: "1", Display: "Patient"}})
@@ -453,9 +454,13 @@ func outcomeOf(status int) string {
 
 // patients lists the ids of the patients e concerns, sorted: the patient
 // in the token's context, the one the request addressed (Patient/X,
-// Patient/X/…), and those whose compartment (compartmentdefinition-
-// patient.html) holds a resource the request read or wrote.
-func (w *Writer) patients(e *Event) []string {
+// Patient/X/…), and those whose record holds a resource the request read
+// or wrote: the compartment (compartmentdefinition-patient.html) and the
+// portal rules, as access control reads them (search.RecordPatients; a
+// PaymentNotice concerns the patient of its Invoice, read from the
+// store), so that "who looked at my chart" lists what the patient can
+// see.
+func (w *Writer) patients(ctx context.Context, e *Event) []string {
 	set := map[string]bool{}
 	if p := strings.TrimPrefix(e.Patient, "Patient/"); p != "" && !strings.Contains(p, "/") {
 		set[p] = true
@@ -472,24 +477,15 @@ func (w *Writer) patients(e *Event) []string {
 		if json.Unmarshal(body, &head) != nil {
 			continue
 		}
-		if head.ResourceType == "Patient" {
-			set[head.ID] = true
-			continue
-		}
-		params := w.cfg.Registry.Compartment("Patient", head.ResourceType)
-		if len(params) == 0 {
-			continue
-		}
-		entries, err := w.cfg.Registry.ExtractParams(head.ResourceType, body, e.Base, params)
+		ids, err := w.cfg.Registry.RecordPatients(ctx, head.ResourceType, body, e.Base, w.read)
 		if err != nil {
+			// The event is still written, attributed to the patients
+			// found otherwise; the type alone is logged (no patient data).
+			w.cfg.Logger.Warn("audit: patients of a resource not found", "type", head.ResourceType, "err", err)
 			continue
 		}
-		for _, en := range entries {
-			if en.Type == search.Reference && slices.Contains(params, en.Param) {
-				if id, ok := strings.CutPrefix(en.Ref, "Patient/"); ok && id != "" {
-					set[id] = true
-				}
-			}
+		for _, id := range ids {
+			set[id] = true
 		}
 	}
 	out := make([]string, 0, len(set))
@@ -498,6 +494,18 @@ func (w *Writer) patients(e *Event) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// read is search.ReadFunc on the store: the current version, if any.
+func (w *Writer) read(ctx context.Context, typ, id string) ([]byte, bool, error) {
+	res, err := w.st.Read(ctx, typ, id)
+	switch {
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrGone):
+		return nil, false, nil
+	case err != nil:
+		return nil, false, err
+	}
+	return res.Body, true, nil
 }
 
 // relative keeps "Type/id" of a relative or absolute fhirUser (SMART's

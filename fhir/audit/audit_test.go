@@ -53,7 +53,7 @@ func TestChange(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.ev.Time = at
-			ch, err := w.change(&tc.ev)
+			ch, err := w.change(t.Context(), &tc.ev)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -192,7 +192,7 @@ func TestChangeJob(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.ev.Time = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-			ch, err := w.change(&tc.ev)
+			ch, err := w.change(t.Context(), &tc.ev)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -98,7 +98,7 @@ func (x *exporter) exportType(ctx context.Context, typ string) error {
 		return err
 	}
 	var comp *compartment
-	if x.sp.Compartment {
+	if x.sp.Compartment && !x.sp.Record {
 		if comp, err = x.h.compartmentOf(typ); err != nil {
 			return err
 		}
@@ -156,10 +156,11 @@ func (x *exporter) exportType(ctx context.Context, typ string) error {
 	return x.out.close(ctx)
 }
 
-// inScope reports whether r belongs to the export's patients. A deleted
+// inScope reports whether r belongs to the export's patients: to their
+// compartments (comp), or with Record to their records. A deleted
 // resource is judged by the version before its delete.
 func (x *exporter) inScope(ctx context.Context, comp *compartment, r store.Resource) (bool, error) {
-	if comp == nil {
+	if comp == nil && !x.sp.Record {
 		return true, nil
 	}
 	body := r.Body
@@ -173,7 +174,15 @@ func (x *exporter) inScope(ctx context.Context, comp *compartment, r store.Resou
 		}
 		body = prev.Body
 	}
-	ids, err := comp.patients(r.ID, body)
+	var ids []string
+	var err error
+	if x.sp.Record {
+		// What a portal type goes through (a PaymentNotice's Invoice) is
+		// read as it is now, not as of transactionTime.
+		ids, err = x.h.cfg.Registry.RecordPatients(ctx, r.Type, body, x.sp.Base, x.readCurrent)
+	} else {
+		ids, err = comp.patients(r.ID, body)
+	}
 	if err != nil {
 		return false, err
 	}
@@ -186,6 +195,18 @@ func (x *exporter) inScope(ctx context.Context, comp *compartment, r store.Resou
 		}
 	}
 	return false, nil
+}
+
+// readCurrent is search.ReadFunc on the store.
+func (x *exporter) readCurrent(ctx context.Context, typ, id string) ([]byte, bool, error) {
+	res, err := x.h.st.Read(ctx, typ, id)
+	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrGone) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return res.Body, true, nil
 }
 
 // filterClauses parses one _typeFilter query on typ (E-PA-07).

@@ -48,6 +48,14 @@ type spec struct {
 	// is not among those asked), not come back nil and export everyone.
 	Compartment bool     `json:"compartment,omitempty"`
 	Patients    []string `json:"patients"`
+	// Record, for a token confined to one patient, widens the
+	// compartment to the patient's record as the REST API confines that
+	// token (search.RecordPatients: the compartment and the portal rules,
+	// e.g. a Task the patient requested, the PaymentNotice of the
+	// patient's Invoice), so that the export holds what its searches
+	// would; Base reads absolute references then.
+	Record bool   `json:"record,omitempty"`
+	Base   string `json:"base,omitempty"`
 	// TypeFilter holds each type's _typeFilter queries (OR'd).
 	TypeFilter map[string][]string `json:"typeFilter,omitempty"`
 	// Ignored are the parameters left out under lenient handling, for the
@@ -89,7 +97,7 @@ func (h *Handler) kickoff(w http.ResponseWriter, r *http.Request, ep endpoint) e
 	sp := spec{Level: ep.level, Group: ep.id, Client: g.Client,
 		RequiresToken: h.cfg.Authorizer != nil, TransactionTime: h.now()}
 	base := h.base(r)
-	sp.Request = base + r.URL.Path
+	sp.Request, sp.Base = base+r.URL.Path, base
 	if r.Method == http.MethodGet && r.URL.RawQuery != "" {
 		sp.Request += "?" + r.URL.RawQuery
 	}
@@ -328,7 +336,12 @@ func (k *kickoffParser) parse(params url.Values) error {
 // types the client may not read (E-KO-08).
 func (k *kickoffParser) types(asked []string) error {
 	k.sp.Compartment = k.sp.Level != levelSystem || k.grant.Patient != ""
+	k.sp.Record = k.grant.Patient != ""
+	record := k.h.cfg.Registry.RecordTypes()
 	inScope := func(t string) bool {
+		if k.sp.Record {
+			return slices.Contains(record, t)
+		}
 		return !k.sp.Compartment || len(k.h.cfg.Registry.Compartment("Patient", t)) > 0
 	}
 	if len(asked) == 0 {

@@ -57,7 +57,9 @@ func (q *everythingQuery) wants(typ string) bool { return q.types == nil || q.ty
 
 // everything is GET [base]/Patient/[id]/$everything
 // (patient-operation-everything.html): the Patient, every resource in its
-// compartment (compartmentdefinition-patient) and the Medication,
+// record (compartmentdefinition-patient, and the portal rules of
+// search.Portal: a Task the patient requested, the PaymentNotice of the
+// patient's Invoice — what the patient's own searches reach) and the Medication,
 // Practitioner, Organization and Location resources those reference, as
 // a searchset Bundle paged by _count. _since keeps resources last updated
 // at or after the instant; _type keeps the listed types.
@@ -99,7 +101,6 @@ func (a *API) everything(w http.ResponseWriter, r *http.Request) error {
 			add(patient, "match")
 		}
 	}
-	ref := search.Value{Raw: "Patient/" + id, Ref: "Patient/" + id, RefType: "Patient"}
 	for cur.Phase == phaseMembers && len(b.Entry) < q.count {
 		if cur.Type >= len(members) {
 			*cur = everythingCursor{Phase: phaseRefs}
@@ -110,7 +111,7 @@ func (a *API) everything(w http.ResponseWriter, r *http.Request) error {
 			*cur = everythingCursor{Phase: phaseMembers, Type: cur.Type + 1}
 			continue
 		}
-		page, err := a.compartmentPage(r, typ, ref, q.since, q.count-len(b.Entry), cur.Store)
+		page, err := a.compartmentPage(r, typ, id, q.since, q.count-len(b.Entry), cur.Store)
 		if err != nil {
 			return err
 		}
@@ -167,28 +168,27 @@ func (a *API) everything(w http.ResponseWriter, r *http.Request) error {
 	return b.write(w, r)
 }
 
-// compartmentTypes are the types of the Patient compartment, Patient
-// first (the patient's own record leads), then alphabetically.
+// compartmentTypes are the types of the patient's record (the Patient
+// compartment and the portal types, search.RecordTypes), Patient first
+// (the patient's own record leads), then alphabetically.
 func (a *API) compartmentTypes() []string {
 	out := []string{"Patient"}
-	for _, t := range resource.Types() {
-		if t != "Patient" && len(a.cfg.Registry.Compartment("Patient", t)) > 0 {
+	for _, t := range a.cfg.Registry.RecordTypes() {
+		if t != "Patient" && resource.IsType(t) {
 			out = append(out, t)
 		}
 	}
 	return out
 }
 
-// compartmentPage is one page of the resources of typ in the compartment
-// of ref, through the parameters the CompartmentDefinition names for typ,
-// confined to what the access may see.
-func (a *API) compartmentPage(r *http.Request, typ string, ref search.Value, since time.Time, count int, cursor string) (store.SearchPage, error) {
-	member := search.Clause{}
-	for _, p := range a.cfg.Registry.Compartment("Patient", typ) {
-		if p == "{def}" {
-			continue // the patient itself is listed on its own
-		}
-		member.Any = append(member.Any, search.Clause{Param: p, Type: search.Reference, Values: []search.Value{ref}})
+// compartmentPage is one page of the resources of typ in the record of
+// Patient/patient (search.RecordClause: the compartment's parameters and
+// the portal rules, the same clause a patient's own search is confined
+// by), confined to what the access may see.
+func (a *API) compartmentPage(r *http.Request, typ, patient string, since time.Time, count int, cursor string) (store.SearchPage, error) {
+	member, ok := a.cfg.Registry.RecordClause(patient, typ)
+	if !ok {
+		return store.SearchPage{}, nil
 	}
 	q := &search.Query{Types: []string{typ}, Filter: []search.Clause{member}, Count: count, Total: search.TotalNone, Cursor: cursor}
 	if !since.IsZero() {
@@ -216,7 +216,6 @@ func (a *API) everythingRefs(r *http.Request, patientID string, members []string
 	for _, t := range everythingRefs {
 		wanted[t] = q.wants(t) && a.returnable(r.Context(), "everything", t)
 	}
-	ref := search.Value{Raw: "Patient/" + patientID, Ref: "Patient/" + patientID, RefType: "Patient"}
 	set := map[string]bool{}
 	base := a.base(r) + "/"
 	scan := func(body []byte) {
@@ -240,7 +239,7 @@ func (a *API) everythingRefs(r *http.Request, patientID string, members []string
 			continue
 		}
 		for cursor := ""; ; {
-			page, err := a.compartmentPage(r, typ, ref, time.Time{}, maxCount, cursor)
+			page, err := a.compartmentPage(r, typ, patientID, time.Time{}, maxCount, cursor)
 			if err != nil {
 				return nil, err
 			}

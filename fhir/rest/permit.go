@@ -119,35 +119,6 @@ var directory = map[string]string{
 	"Schedule":          "the calendars slots belong to (no patient data)",
 }
 
-// portal lists the types a patient portal needs that the R4 Patient
-// compartment reaches in part or not at all, each with the rule by which
-// a patient-confined rule (patient/, or user/ of a Patient) reaches them
-// instead of a blanket refusal or grant (issue 5). README "Access control"
-// repeats this table; keep the two equal.
-//
-//   - params: reference parameters that, pointing at the patient, put a
-//     resource in reach besides the compartment's own (and, for a write,
-//     that may not point at another patient).
-//   - via/through: the resource is reached through the one it points to
-//     with parameter via, which must be of a type in through and in the
-//     patient's compartment (search: a chain, via:T.<compartment>=Patient/P).
-var portal = map[string]struct {
-	params  []string
-	via     string
-	through []string
-	why     string
-}{
-	// R4 puts Task in the compartment by patient (Task.for when a Patient)
-	// and focus; a refill request the patient files names them as
-	// requester, a to-do assigned to them names them as owner.
-	"Task": {params: []string{"requester", "owner"},
-		why: "refill requests and to-dos the patient files (`requester`) or must do (`owner`)"},
-	// PaymentNotice is in no compartment; it is the patient's when the
-	// request it answers is (bill pay: request = the patient's Invoice).
-	"PaymentNotice": {via: "request", through: []string{"Invoice", "Claim"},
-		why: "paying a bill: the notice of payment for the patient's Invoice (or Claim)"},
-}
-
 // realm names the protected resource in WWW-Authenticate (RFC 6750 §3).
 const realm = "kiln"
 
@@ -488,17 +459,23 @@ func (a *API) reaches(acc *Access, op Op, typ string) []reach {
 					continue // directory data is never written under patient scopes
 				}
 				rc.patient = "" // readable whole
-			} else if pr, ok := portal[typ]; ok && pr.via != "" {
-				rc.via, rc.targets = []string{pr.via}, map[string]search.Clause{}
-				for _, t := range pr.through {
-					in := reach{patient: rc.patient, params: a.cfg.Registry.Compartment("Patient", t)}
-					rc.targets[t] = *in.clause(t)
+			} else if pr, ok := search.Portal(typ); ok && pr.Via != "" {
+				// The portal rules (fhir/search record.go, README "Access
+				// control"): reached through what Via points at.
+				if pr.ReadOnly && op != OpRead && op != OpSearch {
+					continue
+				}
+				rc.via, rc.targets = []string{pr.Via}, map[string]search.Clause{}
+				for _, t := range pr.Through {
+					if cl, ok := a.cfg.Registry.RecordClause(rc.patient, t); ok {
+						rc.targets[t] = cl
+					}
 				}
 				rc.patient = "" // the targets' clauses hold it
 			} else {
-				rc.params = slices.Concat(a.cfg.Registry.Compartment("Patient", typ), portal[typ].params)
+				rc.params = a.cfg.Registry.RecordParams(typ)
 				if typ != "Patient" && len(rc.params) == 0 {
-					continue // outside the compartment and not directory data
+					continue // outside the patient's record and not directory data
 				}
 			}
 		}
@@ -559,7 +536,7 @@ func (a *API) linked(user string, op Op, typ string) (rc reach, ok bool) {
 		return reach{}, true
 	}
 	var params []string
-	for _, p := range slices.Concat(a.cfg.Registry.Compartment("Patient", typ), portal[typ].params) {
+	for _, p := range a.cfg.Registry.RecordParams(typ) {
 		if sp, ok := a.cfg.Registry.Param(typ, p); ok && slices.Contains(sp.Targets, "Patient") {
 			params = append(params, p)
 		}

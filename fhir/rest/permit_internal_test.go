@@ -56,23 +56,24 @@ func TestPortalInREADME(t *testing.T) {
 		inREADME = append(inREADME, m[1])
 	}
 	reg := search.Default()
-	for typ, pr := range portal {
+	for _, typ := range search.PortalTypes() {
+		pr, _ := search.Portal(typ)
 		inCode = append(inCode, typ)
-		if !strings.Contains(section, "| "+typ+" |") || !strings.Contains(section, pr.why) {
-			t.Errorf("README portal row of %s does not say %q", typ, pr.why)
+		if !strings.Contains(section, "| "+typ+" |") || !strings.Contains(section, pr.Why) {
+			t.Errorf("README portal row of %s does not say %q", typ, pr.Why)
 		}
-		params := slices.Clone(pr.params)
-		if pr.via != "" {
-			params = append(params, pr.via)
+		params := slices.Clone(pr.Params)
+		if pr.Via != "" {
+			params = append(params, pr.Via)
 		}
 		for _, p := range params {
 			if sp, ok := reg.Param(typ, p); !ok || sp.Type != search.Reference {
 				t.Errorf("%s: %s is not a reference search parameter", typ, p)
 			}
 		}
-		for _, target := range pr.through {
-			if len(reg.Compartment("Patient", target)) == 0 {
-				t.Errorf("%s goes through %s, which is not in the Patient compartment", typ, target)
+		for _, target := range pr.Through {
+			if _, ok := reg.RecordClause("p1", target); !ok {
+				t.Errorf("%s goes through %s, which is in no patient's record", typ, target)
 			}
 		}
 	}

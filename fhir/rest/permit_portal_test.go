@@ -11,7 +11,7 @@ import (
 )
 
 // portalRecords are the resources of one patient the portal rules
-// (permit.go portal) reach, created by the loader.
+// (fhir/search record.go) reach, created by the loader.
 type portalRecords struct {
 	taskFor, taskRequester, taskOwner string // Task for / requester / owner = the patient
 	invoice, notice, reconciliation   string
@@ -36,10 +36,16 @@ func addPortalRecords(t *testing.T, admin *authClient, p person, org string) por
 	rec.taskRequester = create("Task", `{"resourceType":"Task","status":"requested","intent":"order","requester":`+pt+`}`)
 	rec.taskOwner = create("Task", `{"resourceType":"Task","status":"ready","intent":"order","owner":`+pt+`}`)
 	rec.invoice = create("Invoice", `{"resourceType":"Invoice","status":"issued","subject":`+pt+`}`)
-	rec.reconciliation = create("PaymentReconciliation", `{"resourceType":"PaymentReconciliation","status":"active","created":"2026-01-02",`+
-		`"paymentDate":"2026-01-02","paymentAmount":{"value":10,"currency":"USD"},"detail":[{"type":{"text":"payment"},"request":{"reference":"Invoice/`+rec.invoice+`"}}]}`)
+	rec.reconciliation = create("PaymentReconciliation", reconciliation("Invoice/"+rec.invoice))
 	rec.notice = create("PaymentNotice", paymentNotice(rec.invoice, rec.reconciliation, org))
 	return rec
+}
+
+// reconciliation is a PaymentReconciliation whose one detail's request
+// is ref.
+func reconciliation(ref string) string {
+	return `{"resourceType":"PaymentReconciliation","status":"active","created":"2026-01-02",` +
+		`"paymentDate":"2026-01-02","paymentAmount":{"value":10,"currency":"USD"},"detail":[{"type":{"text":"payment"},"request":{"reference":"` + ref + `"}}]}`
 }
 
 func paymentNotice(invoice, reconciliation, org string) string {
@@ -63,8 +69,8 @@ func task(fields string) []byte {
 // "Task by for/requester", "PaymentNotice … through the Invoice they
 // point to") under patient A's token: A reaches its own, never B's, by
 // read, search, chain, _has, _revinclude and write, and may file a Task
-// or a PaymentNotice only for itself. PaymentReconciliation stays out of
-// reach (README: no R4 search parameter follows detail.request).
+// or a PaymentNotice only for itself. PaymentReconciliation is read
+// through its detail's Invoice or PaymentNotice, never written.
 func TestPortalRules(t *testing.T) {
 	f := newFixture(t)
 	a, b := f.a, f.b
@@ -73,6 +79,12 @@ func TestPortalRules(t *testing.T) {
 	ra := addPortalRecords(t, admin, a, org)
 	rb := addPortalRecords(t, admin, b, org)
 	bIDs := append(slices.Clone(f.bOnly), b.id, rb.taskFor, rb.taskRequester, rb.taskOwner, rb.invoice, rb.notice, rb.reconciliation)
+	// A reconciliation whose detail names A's PaymentNotice, not the Invoice.
+	rr := admin.Do("POST", "/PaymentReconciliation", []byte(reconciliation("PaymentNotice/"+ra.notice)))
+	if rr.Status != http.StatusCreated {
+		t.Fatalf("creating a PaymentReconciliation: %d %s", rr.Status, rr.Body)
+	}
+	viaNotice := idOf(t, rr.Body)
 
 	f.toks.add("A", &rest.Access{ClientID: "portal", FHIRUser: "Patient/" + a.id, Patient: a.id,
 		Rules: []rest.Rule{{Context: "patient", Type: "*", Ops: "cruds"}}})
@@ -148,13 +160,30 @@ func TestPortalRules(t *testing.T) {
 			txEntry("POST", "Task", task(`"for":`+pt(b.id)))), 403, nil},
 		{"batch reading B's PaymentNotice and Task", "A", "POST", "/", txBundle("batch",
 			txEntry("GET", "PaymentNotice/"+rb.notice, nil), txEntry("GET", "Task?requester=Patient/"+b.id, nil)), 200, nil},
-		{"PaymentReconciliation is not reached", "A", "GET", "/PaymentReconciliation/" + ra.reconciliation, nil, 403, nil},
-		{"PaymentReconciliation search is not reached", "A", "GET", "/PaymentReconciliation", nil, 403, nil},
+
+		// PaymentReconciliation through detail-request (Kiln's own
+		// SearchParameter on detail.request): to A's Invoice, or to A's
+		// PaymentNotice (a chain through its Invoice); read-only.
+		{"read own PaymentReconciliation", "A", "GET", "/PaymentReconciliation/" + ra.reconciliation, nil, 200, nil},
+		{"read own PaymentReconciliation via the notice", "A", "GET", "/PaymentReconciliation/" + viaNotice, nil, 200, nil},
+		{"read B's PaymentReconciliation", "A", "GET", "/PaymentReconciliation/" + rb.reconciliation, nil, 404, nil},
+		{"search PaymentReconciliation", "A", "GET", "/PaymentReconciliation", nil, 200,
+			[]string{"PaymentReconciliation/" + ra.reconciliation, "PaymentReconciliation/" + viaNotice}},
+		{"search PaymentReconciliation by B's Invoice", "A", "GET", "/PaymentReconciliation?detail-request=Invoice/" + rb.invoice, nil, 200, []string{}},
+		{"chain PaymentReconciliation to B", "A", "GET", "/PaymentReconciliation?detail-request:Invoice.subject=Patient/" + b.id, nil, 200, []string{}},
+		{"_revinclude PaymentReconciliation", "A", "GET", "/Invoice?_revinclude=PaymentReconciliation:detail-request", nil, 200,
+			[]string{"Invoice/" + ra.invoice, "PaymentReconciliation/" + ra.reconciliation}},
+		{"create PaymentReconciliation for own Invoice", "A", "POST", "/PaymentReconciliation", []byte(reconciliation("Invoice/" + ra.invoice)), 403, nil},
+		{"update own PaymentReconciliation", "A", "PUT", "/PaymentReconciliation/" + ra.reconciliation,
+			[]byte(reconciliation("Invoice/" + ra.invoice)[:1] + `"id":"` + ra.reconciliation + `",` + reconciliation("Invoice/" + ra.invoice)[1:]), 403, nil},
+		{"delete own PaymentReconciliation", "A", "DELETE", "/PaymentReconciliation/" + ra.reconciliation, nil, 403, nil},
 
 		// The same rules seen from B: B's own, none of A's.
 		{"B searches Task", "B", "GET", "/Task", nil, 200, []string{"Task/" + rb.taskFor, "Task/" + rb.taskRequester, "Task/" + rb.taskOwner}},
 		{"B searches PaymentNotice", "B", "GET", "/PaymentNotice", nil, 200, []string{"PaymentNotice/" + rb.notice}},
 		{"B reads A's PaymentNotice", "B", "GET", "/PaymentNotice/" + ra.notice, nil, 404, nil},
+		{"B searches PaymentReconciliation", "B", "GET", "/PaymentReconciliation", nil, 200, []string{"PaymentReconciliation/" + rb.reconciliation}},
+		{"B reads A's PaymentReconciliation via the notice", "B", "GET", "/PaymentReconciliation/" + viaNotice, nil, 404, nil},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -179,9 +208,10 @@ func TestPortalRules(t *testing.T) {
 		})
 	}
 
-	// B's portal records are unchanged: every one at version 1.
+	// B's portal records, and A's reconciliation, are unchanged: every
+	// one at version 1.
 	for _, ref := range []string{"Task/" + rb.taskFor, "Task/" + rb.taskRequester, "Task/" + rb.taskOwner,
-		"PaymentNotice/" + rb.notice, "Invoice/" + rb.invoice} {
+		"PaymentNotice/" + rb.notice, "Invoice/" + rb.invoice, "PaymentReconciliation/" + ra.reconciliation} {
 		r := admin.Do("GET", "/"+ref, nil)
 		if r.Status != http.StatusOK || !bytes.Contains(r.Body, []byte(`"versionId":"1"`)) {
 			t.Errorf("B's %s changed: %d %.200s", ref, r.Status, r.Body)

@@ -132,8 +132,8 @@ var notServed = map[string]string{
 	"_query":   "named queries: Kiln defines none, so every _query value is refused (search.html#query)",
 }
 
-// New builds the registry of the R4 search parameters and the US Core
-// 3.1.0 parameters R4 lacks. A parameter whose expression Kiln cannot
+// New builds the registry of the R4 search parameters, the US Core
+// 3.1.0 parameters R4 lacks and Kiln's own (defs.KilnSearchParameters). A parameter whose expression Kiln cannot
 // evaluate is left out and listed by Unsupported (none of R4's are).
 func New(opts ...Option) (*Registry, error) {
 	r := &Registry{types: map[string]*typeParams{}, loc: time.UTC}
@@ -157,6 +157,13 @@ func New(opts ...Option) (*Registry, error) {
 	// broken expressions: Goal target-date is "Goal.id"); the R4
 	// definition wins, and US Core adds what is new.
 	for _, sp := range defs.USCoreSearchParameters() {
+		if err := r.add(sp, byURL, false); err != nil {
+			return nil, err
+		}
+	}
+	// Kiln's own (PaymentReconciliation detail-request, for the portal
+	// rules, record.go).
+	for _, sp := range defs.KilnSearchParameters() {
 		if err := r.add(sp, byURL, false); err != nil {
 			return nil, err
 		}
