@@ -3,6 +3,7 @@ package reindex_test
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/kiln-fhir/kiln/fhir/reindex"
 	"github.com/kiln-fhir/kiln/fhir/rest"
+	"github.com/kiln-fhir/kiln/store"
 	"github.com/kiln-fhir/kiln/store/mongo"
 	"github.com/kiln-fhir/kiln/store/mongo/mongotest"
 	"github.com/kiln-fhir/kiln/store/sqlite"
@@ -392,5 +394,109 @@ func TestBadSearchParameters(t *testing.T) {
 	q := url.Values{"url": {"http://example.org/sp/other"}}
 	if got := c.must(200, "GET", "/SearchParameter?"+q.Encode(), ""); len(ids(got)) != 0 {
 		t.Errorf("the clashing parameter was stored: %v", ids(got))
+	}
+}
+
+// blockingStore stops a job part-way: after `pages` Reindex calls, the
+// next blocks until its context ends (the process closing).
+type blockingStore struct {
+	fullStore
+	pages atomic.Int64
+}
+
+func (b *blockingStore) Reindex(ctx context.Context, updates ...store.IndexUpdate) (int, error) {
+	if b.pages.Add(-1) < 0 {
+		<-ctx.Done()
+		return 0, ctx.Err()
+	}
+	return b.fullStore.Reindex(ctx, updates...)
+}
+
+// TestJobResumes: a process that stops in the middle of a reindex hands
+// the job back with its position; the next process resumes there (it
+// reads each resource once over both runs) and the parameter becomes
+// searchable. Then, deleted, its rows are dropped by the drop job.
+func TestJobResumes(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "kiln.db")
+	st, err := sqlite.Open(t.Context(), sqlite.Config{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	api := newManager(t, st, false)
+	srv := httptest.NewServer(rest.New(rest.Config{SearchParams: api}, st))
+	defer srv.Close()
+	c := client{t, srv.URL}
+	for i, m := range []string{"Smith", "Smithers", "Jones", "", "Smythe", "Smith"} {
+		id := fmt.Sprintf("p%d", i+1)
+		c.must(201, "PUT", "/Patient/"+id, patient(id, m))
+	}
+	spID := c.must(201, "POST", "/SearchParameter", mmnSP)["id"].(string)
+	status := "/SearchParameter/" + spID + "/$reindex-status"
+
+	// The first worker does one page (2 resources) and stops.
+	var first *reindex.Manager
+	bs := &blockingStore{fullStore: st}
+	bs.pages.Store(1)
+	first, err = reindex.New(t.Context(), reindex.Config{Poll: 50 * time.Millisecond, Settle: 200 * time.Millisecond, Page: 2}, bs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	s := c.must(200, "GET", status, "")
+	for param(s, "read") != 2.0 || param(s, "jobState") != "running" {
+		if time.Now().After(deadline) {
+			t.Fatalf("the first worker did not report its first page: %v", s)
+		}
+		time.Sleep(20 * time.Millisecond)
+		s = c.must(200, "GET", status, "")
+	}
+	first.Close()
+	if s = c.must(200, "GET", status, ""); param(s, "jobState") != "queued" || param(s, "state") != "indexing" {
+		t.Fatalf("after the first worker stopped: %v, want the job queued again", s)
+	}
+
+	newManager(t, st, true)
+	for param(s, "state") != "active" {
+		if time.Now().After(deadline) {
+			t.Fatalf("not active: %v", s)
+		}
+		time.Sleep(20 * time.Millisecond)
+		s = c.must(200, "GET", status, "")
+	}
+	// The 6 Patients are read once by the full pass (2 by the first
+	// worker, 4 after resuming: 8 had it started over), and once more by
+	// the catch-up pass, since all were written less than the clock skew
+	// allowance before the job was created.
+	if param(s, "total") != 6.0 || param(s, "read") != 12.0 || param(s, "updated") != 12.0 {
+		t.Errorf("counts after resuming: %v", s)
+	}
+	got := c.must(200, "GET", "/Patient?mothers-maiden-name=smith", "", "Prefer", "handling=strict")
+	if g := strings.Join(ids(got), " "); g != "p1 p2 p6" {
+		t.Errorf("mothers-maiden-name=smith: %q, want p1 p2 p6", g)
+	}
+
+	// Deleted: the drop job rebuilds Patient without it; no row is left.
+	rows := func() int {
+		db, err := sql.Open("sqlite", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		var n int
+		if err := db.QueryRow(`SELECT count(*) FROM ix_string WHERE pid IN (SELECT pid FROM params WHERE name = 'mothers-maiden-name')`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := rows(); n != 5 {
+		t.Fatalf("%d mothers-maiden-name rows while active, want 5", n)
+	}
+	c.must(204, "DELETE", "/SearchParameter/"+spID, "")
+	for rows() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d mothers-maiden-name rows left after deleting the SearchParameter", rows())
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
