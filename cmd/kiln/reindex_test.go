@@ -3,6 +3,7 @@ package main
 import (
 	"database/sql"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -127,4 +128,17 @@ func TestReindexCommand(t *testing.T) {
 	if want := "reindexed 1 types"; !strings.Contains(rx.logs(), want) || !strings.Contains(rx.logs(), "4 resources read, 4 updated") {
 		t.Errorf("kiln reindex --type Patient:\n%s", rx.logs())
 	}
+
+	// kiln import indexes with the custom parameters already stored.
+	src := filepath.Join(t.TempDir(), "p9.ndjson")
+	p9 := `{"resourceType":"Patient","id":"p9","extension":[{"url":"http://hl7.org/fhir/StructureDefinition/patient-mothersMaidenName","valueString":"Smithfield"}]}` + "\n"
+	if err := os.WriteFile(src, []byte(p9), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := runImport(t, data, src); got[0] != 1 {
+		t.Fatalf("kiln import of p9: %v", got)
+	}
+	k = startKiln(t, data)
+	searches[0].want = "p1 p2 p9"
+	check(k.client(t), false)
 }
