@@ -500,3 +500,65 @@ func TestJobResumes(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// countingStore counts the index updates one process applies.
+type countingStore struct {
+	fullStore
+	updates atomic.Int64
+}
+
+func (c *countingStore) Reindex(ctx context.Context, updates ...store.IndexUpdate) (int, error) {
+	c.updates.Add(int64(len(updates)))
+	return c.fullStore.Reindex(ctx, updates...)
+}
+
+// TestOneWorkerRunsTheJob: three processes with workers on one store (one
+// MongoDB, or one SQLite file): the job is claimed and run by exactly one
+// of them, and all three then serve the parameter.
+func TestOneWorkerRunsTheJob(t *testing.T) {
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			st := b.open(t)
+			var procs []*countingStore
+			var managers []*reindex.Manager
+			for range 3 {
+				cs := &countingStore{fullStore: st}
+				procs = append(procs, cs)
+				managers = append(managers, newManager(t, cs, true))
+			}
+			srv := httptest.NewServer(rest.New(rest.Config{SearchParams: managers[0]}, procs[0]))
+			defer srv.Close()
+			c := client{t, srv.URL}
+			for i, m := range []string{"Smith", "Jones", "Smithers"} {
+				id := fmt.Sprintf("p%d", i+1)
+				c.must(201, "PUT", "/Patient/"+id, patient(id, m))
+			}
+			c.must(201, "POST", "/SearchParameter", mmnSP)
+			deadline := time.Now().Add(time.Minute)
+			for _, m := range managers {
+				for {
+					if _, ok := m.Query().Param("Patient", "mothers-maiden-name"); ok {
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Fatal("a process does not serve the parameter after a minute")
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+			}
+			ran := 0
+			for _, p := range procs {
+				if p.updates.Load() > 0 {
+					ran++
+				}
+			}
+			if ran != 1 {
+				t.Errorf("%d processes applied index updates, want exactly 1", ran)
+			}
+			got := c.must(200, "GET", "/Patient?mothers-maiden-name=smith", "", "Prefer", "handling=strict")
+			if g := strings.Join(ids(got), " "); g != "p1 p3" {
+				t.Errorf("mothers-maiden-name=smith: %q, want p1 p3", g)
+			}
+		})
+	}
+}
