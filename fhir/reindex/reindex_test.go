@@ -562,3 +562,55 @@ func TestOneWorkerRunsTheJob(t *testing.T) {
 		})
 	}
 }
+
+// tokens is an Authorizer of fixed bearer tokens.
+type tokens map[string]*rest.Access
+
+func (ts tokens) Authorize(r *http.Request) (*rest.Access, error) {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		return nil, rest.ErrNoToken
+	}
+	if acc := ts[tok]; acc != nil {
+		return acc, nil
+	}
+	return nil, rest.ErrInvalidToken
+}
+
+// TestReindexStatusAccess: $reindex-status reads the SearchParameter
+// (operationAccess: r at the instance level), so a token needs r on
+// SearchParameter and must be able to read that one: a granular scope
+// that does not reach it gets the 404 of a read.
+func TestReindexStatusAccess(t *testing.T) {
+	st := backends()[0].open(t)
+	m := newManager(t, st, true)
+	srv := httptest.NewServer(rest.New(rest.Config{SearchParams: m, Auth: tokens{
+		"admin":      {ClientID: "admin", Rules: []rest.Rule{{Context: "system", Type: "*", Ops: "cruds"}}},
+		"sp-read":    {ClientID: "a", Rules: []rest.Rule{{Context: "system", Type: "SearchParameter", Ops: "r"}}},
+		"sp-drafts":  {ClientID: "b", Rules: []rest.Rule{{Context: "system", Type: "SearchParameter", Ops: "rs", Query: url.Values{"status": {"draft"}}}}},
+		"patient-rs": {ClientID: "c", Rules: []rest.Rule{{Context: "system", Type: "Patient", Ops: "rs"}}},
+	}}, st))
+	defer srv.Close()
+	c := client{t, srv.URL}
+	id := c.must(201, "POST", "/SearchParameter", mmnSP, "Authorization", "Bearer admin")["id"].(string)
+	path := "/SearchParameter/" + id + "/$reindex-status"
+	for _, tc := range []struct {
+		token string
+		want  int
+	}{
+		{"", 401},
+		{"nope", 401},
+		{"patient-rs", 403},
+		{"sp-drafts", 404}, // the parameter is active: outside the scope's query
+		{"sp-read", 200},
+		{"admin", 200},
+	} {
+		var h []string
+		if tc.token != "" {
+			h = []string{"Authorization", "Bearer " + tc.token}
+		}
+		if got, out := c.do("GET", path, "", h...); got != tc.want {
+			t.Errorf("token %q: %d, want %d: %v", tc.token, got, tc.want, out)
+		}
+	}
+}

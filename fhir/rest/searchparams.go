@@ -143,7 +143,17 @@ func (a *API) reindexStatus(w http.ResponseWriter, r *http.Request) error {
 	if a.cfg.SearchParams == nil {
 		return outcome.New(http.StatusNotImplemented, outcome.CodeNotSupported, "custom search parameters are not enabled on this server")
 	}
-	body, err := a.cfg.SearchParams.Status(r.Context(), mux.Vars(r)["id"])
+	id := mux.Vars(r)["id"]
+	// As a read: a SearchParameter the access may not see, deleted or
+	// not, is the same 404 as one that does not exist.
+	sp, err := a.store.Read(r.Context(), "SearchParameter", id)
+	if err := a.permitVersion(r.Context(), OpRead, sp, err); err != nil {
+		return err
+	}
+	if err != nil {
+		return readError(err, sp)
+	}
+	body, err := a.cfg.SearchParams.Status(r.Context(), id)
 	if err != nil {
 		return err
 	}
