@@ -85,6 +85,12 @@ func TestReindexCommand(t *testing.T) {
 		}
 	}
 	check(c, false)
+	// The server holds the data directory with its read cache on: the
+	// command refuses rather than change the file under it.
+	busy := spawn(t, nil, "reindex", "--data", data, "--quiet")
+	if err := busy.wait(time.Minute); err == nil || !strings.Contains(busy.logs(), "stop it") {
+		t.Errorf("kiln reindex under a running server: %v\n%s", err, busy.logs())
+	}
 	k.stop()
 
 	db, err := sql.Open("sqlite", filepath.Join(data, "kiln.db"))
