@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -316,7 +317,18 @@ func (m *Manager) refresh(ctx context.Context) error {
 			case store.JobFailed:
 				p.state, p.reason = stateFailed, "its reindex job failed"
 			case "":
-				if err := m.createJob(ctx, p.job, jobSpec{Param: p.id, Version: p.version, Code: sp.Code, Types: p.types}); err != nil {
+				spec := jobSpec{Param: p.id, Version: p.version, Code: sp.Code, Types: p.types}
+				// A new version that changes nothing the index depends on
+				// (its description, say) stays searchable: its job is
+				// recorded done without reading anything.
+				if prev := old.params[p.id]; prev != nil && prev.state == stateActive && reflect.DeepEqual(prev.sp.SearchParameter, sp.SearchParameter) {
+					if err := m.createJob(ctx, p.job, spec, store.JobDone); err != nil {
+						return err
+					}
+					p.state = stateActive
+					break
+				}
+				if err := m.createJob(ctx, p.job, spec, store.JobQueued); err != nil {
 					return err
 				}
 				p.state = stateIndexing
@@ -334,7 +346,7 @@ func (m *Manager) refresh(ctx context.Context) error {
 		if _, ok := params[id]; ok || p.state == stateInvalid {
 			continue
 		}
-		if err := m.createJob(ctx, jobID(id, p.version, true), jobSpec{Param: id, Code: p.sp.Code, Types: p.types, Drop: true}); err != nil {
+		if err := m.createJob(ctx, jobID(id, p.version, true), jobSpec{Param: id, Code: p.sp.Code, Types: p.types, Drop: true}, store.JobQueued); err != nil {
 			return err
 		}
 	}
@@ -385,19 +397,27 @@ func sortedKeys[V any](m map[string]V) []string {
 	return out
 }
 
-// createJob queues a job unless it exists (another process, or an
-// earlier refresh, created it).
-func (m *Manager) createJob(ctx context.Context, id string, sp jobSpec) error {
+// createJob queues a job (or records one done that needs no work)
+// unless it exists (another process, or an earlier refresh, created it).
+func (m *Manager) createJob(ctx context.Context, id string, sp jobSpec, st store.JobState) error {
 	spec, err := json.Marshal(sp)
 	if err != nil {
 		return err
 	}
-	err = m.st.CreateJob(ctx, store.Job{ID: id, Kind: Kind, State: store.JobQueued, Created: m.cfg.Now(), Spec: spec, Progress: "queued"})
+	job := store.Job{ID: id, Kind: Kind, State: st, Created: m.cfg.Now(), Spec: spec, Progress: "queued"}
+	if st == store.JobDone {
+		job.Progress = `{"pass":"done","at":{"type":0},"counts":{"read":0,"updated":0,"skipped":0,"failed":0}}`
+		job.Result = []byte(`{"counts":{"read":0,"updated":0,"skipped":0,"failed":0},"unchanged":true}`)
+	}
+	err = m.st.CreateJob(ctx, job)
 	switch {
 	case errors.Is(err, store.ErrVersionConflict):
 		return nil
 	case err != nil:
 		return fmt.Errorf("reindex: queueing %s: %w", id, err)
+	}
+	if st == store.JobDone {
+		return nil
 	}
 	m.cfg.Logger.Info("reindex job queued", "job", id, "types", len(sp.Types))
 	select {

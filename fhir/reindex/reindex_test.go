@@ -305,6 +305,33 @@ func TestCustomSearchParameter(t *testing.T) {
 				t.Error("a new process does not serve the parameter whose reindex completed")
 			}
 
+			// A new version that changes only its description stays
+			// searchable: no reindex (its job is recorded done at once).
+			updated := strings.Replace(mmnSP, `"resourceType":"SearchParameter",`, `"resourceType":"SearchParameter","id":"`+spID+`",`, 1)
+			updated = strings.Replace(updated, "Search based on", "Searches by", 1)
+			c.must(200, "PUT", "/SearchParameter/"+spID, updated)
+			if s = c.must(200, "GET", status, ""); param(s, "state") != "active" || param(s, "jobState") != "done" || param(s, "read") != 0.0 ||
+				!strings.HasSuffix(param(s, "job").(string), "-2") {
+				t.Errorf("status after a description-only update: %v", s)
+			}
+			got = c.must(200, "GET", "/Patient?mothers-maiden-name=jones", "", "Prefer", "handling=strict")
+			if g := strings.Join(ids(got), " "); g != "p3" {
+				t.Errorf("after a description-only update: %q, want p3", g)
+			}
+			// One that changes its expression is indexed again.
+			changed := strings.Replace(updated, ").value", ").value.ofType(string)", 1)
+			c.must(200, "PUT", "/SearchParameter/"+spID, changed)
+			if s = c.must(200, "GET", status, ""); param(s, "state") != "indexing" {
+				t.Errorf("status after an expression update: %v", s)
+			}
+			for param(s, "state") != "active" {
+				if time.Now().After(deadline) {
+					t.Fatalf("not active again: %v", s)
+				}
+				time.Sleep(50 * time.Millisecond)
+				s = c.must(200, "GET", status, "")
+			}
+
 			// Deleted: out of the CapabilityStatement, unknown again (and
 			// not said to be indexing).
 			c.must(204, "DELETE", "/SearchParameter/"+spID, "")
