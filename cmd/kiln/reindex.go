@@ -25,7 +25,7 @@ import (
 // reindexStore is what `kiln reindex` opens: the rebuild itself, the
 // custom SearchParameters it indexes too, and a record of where it is.
 type reindexStore interface {
-	reindex.ManagerStore
+	reindex.RegistryStore
 	store.Records
 	Close() error
 }

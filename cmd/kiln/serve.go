@@ -200,7 +200,7 @@ func serve(ctx context.Context, args []string) (err error) {
 	// same store. Closed after the HTTP server stopped and before the
 	// store closes (defers run last first); a job in progress is handed
 	// back for the next start to resume.
-	if rs, ok := db.(reindex.ManagerStore); ok {
+	if rs, ok := db.(reindex.RegistryStore); ok {
 		params, err := reindex.New(ctx, reindex.Config{Logger: logger}, rs)
 		if err != nil {
 			ln.Close()
@@ -327,8 +327,8 @@ var (
 	_ store.Records = (*mongo.Store)(nil)
 	_ bulk.Store    = (*mongo.Store)(nil)
 
-	_ reindex.ManagerStore = (*sqlite.Store)(nil)
-	_ reindex.ManagerStore = (*mongo.Store)(nil)
+	_ reindex.RegistryStore = (*sqlite.Store)(nil)
+	_ reindex.RegistryStore = (*mongo.Store)(nil)
 )
 
 // openStore opens the backend the configuration selects: MongoDB with

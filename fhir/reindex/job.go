@@ -38,7 +38,7 @@ const progressEvery = 250 * time.Millisecond
 
 // work is the worker: it refreshes every Poll and runs the jobs it
 // claims, one at a time, until Close.
-func (m *Manager) work() {
+func (m *Registry) work() {
 	defer close(m.done)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -72,7 +72,7 @@ func (m *Manager) work() {
 // claimAndRun claims the oldest queued job and runs it, unless another
 // worker of the deployment is running one: jobs run one at a time, so that
 // two never write the same resources' entries with different registries.
-func (m *Manager) claimAndRun(ctx context.Context) bool {
+func (m *Registry) claimAndRun(ctx context.Context) bool {
 	if m.othersRunning(ctx, "") {
 		return false
 	}
@@ -99,7 +99,7 @@ func (m *Manager) claimAndRun(ctx context.Context) bool {
 
 // othersRunning reports whether a job other than mine, created before it
 // (or any, when mine is ""), is running under a live lease.
-func (m *Manager) othersRunning(ctx context.Context, mine string) bool {
+func (m *Registry) othersRunning(ctx context.Context, mine string) bool {
 	jobs, err := m.st.Jobs(ctx, Kind)
 	if err != nil {
 		return true // try again at the next Poll
@@ -123,7 +123,7 @@ func (m *Manager) othersRunning(ctx context.Context, mine string) bool {
 }
 
 // runJob runs a claimed job to its end, or hands it back.
-func (m *Manager) runJob(ctx context.Context, job store.Job) {
+func (m *Registry) runJob(ctx context.Context, job store.Job) {
 	var sp jobSpec
 	if err := json.Unmarshal(job.Spec, &sp); err != nil {
 		m.finish(ctx, job, store.JobFailed, result{Error: "the job's spec cannot be read"})
@@ -207,7 +207,7 @@ func (m *Manager) runJob(ctx context.Context, job store.Job) {
 }
 
 // save writes the job's progress and renews its lease.
-func (m *Manager) save(ctx context.Context, job *store.Job, pr progress) error {
+func (m *Registry) save(ctx context.Context, job *store.Job, pr progress) error {
 	body, err := json.Marshal(pr)
 	if err != nil {
 		return err
@@ -222,7 +222,7 @@ func (m *Manager) save(ctx context.Context, job *store.Job, pr progress) error {
 
 // handBack queues a job again (Close, or a store error before it
 // started), for the next claim to resume from its last progress.
-func (m *Manager) handBack(job store.Job, why error) {
+func (m *Registry) handBack(job store.Job, why error) {
 	job.State, job.LeaseUntil = store.JobQueued, time.Time{}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -234,7 +234,7 @@ func (m *Manager) handBack(job store.Job, why error) {
 }
 
 // finish records a job's end.
-func (m *Manager) finish(ctx context.Context, job store.Job, st store.JobState, res result) {
+func (m *Registry) finish(ctx context.Context, job store.Job, st store.JobState, res result) {
 	body, _ := json.Marshal(res)
 	job.State, job.Result = st, body
 	if err := m.st.UpdateJob(context.WithoutCancel(ctx), job); err != nil {

@@ -1,6 +1,6 @@
 // Package reindex rebuilds search index entries when the search parameter
 // registry changes, and runs the custom SearchParameters created through
-// the API (Manager).
+// the API (Registry).
 //
 // Index entries are extracted at write time with the registry of the
 // moment and stored with the version (store.Change.Index). When the
@@ -14,7 +14,7 @@
 //
 // `kiln reindex` runs Rebuild over every type (or the --type list); a
 // custom SearchParameter runs it over its base types as a background job
-// (manager.go, job.go).
+// (registry.go, job.go).
 package reindex
 
 import (

@@ -158,7 +158,7 @@ func capsParam(t *testing.T, c client, typ, code string) map[string]any {
 // fullStore is a backend as a server has it.
 type fullStore interface {
 	rest.Store
-	reindex.ManagerStore
+	reindex.RegistryStore
 }
 
 type backend struct {
@@ -193,8 +193,8 @@ func backends() []backend {
 	}
 }
 
-// newManager starts a Manager standing for one Kiln process on st.
-func newManager(t *testing.T, st reindex.ManagerStore, worker bool) *reindex.Manager {
+// newProcess starts the Registry of one Kiln process on st.
+func newProcess(t *testing.T, st reindex.RegistryStore, worker bool) *reindex.Registry {
 	t.Helper()
 	m, err := reindex.New(t.Context(), reindex.Config{Poll: 100 * time.Millisecond, Settle: 300 * time.Millisecond, Page: 2, NoWorker: !worker}, st)
 	if err != nil {
@@ -214,7 +214,7 @@ func TestCustomSearchParameter(t *testing.T) {
 	for _, b := range backends() {
 		t.Run(b.name, func(t *testing.T) {
 			st := b.open(t)
-			front := newManager(t, st, false)
+			front := newProcess(t, st, false)
 			srv := httptest.NewServer(rest.New(rest.Config{SearchParams: front}, st))
 			defer srv.Close()
 			c := client{t, srv.URL}
@@ -258,7 +258,7 @@ func TestCustomSearchParameter(t *testing.T) {
 			c.must(201, "PUT", "/Patient/p6", patient("p6", "smithy"))
 
 			// A second process with a worker runs the job.
-			newManager(t, st, true)
+			newProcess(t, st, true)
 			deadline := time.Now().Add(60 * time.Second)
 			for param(s, "state") != "active" {
 				if time.Now().After(deadline) {
@@ -300,7 +300,7 @@ func TestCustomSearchParameter(t *testing.T) {
 			}
 
 			// A restarted process loads it as searchable, with no reindex.
-			restarted := newManager(t, st, false)
+			restarted := newProcess(t, st, false)
 			if _, ok := restarted.Query().Param("Patient", "mothers-maiden-name"); !ok {
 				t.Error("a new process does not serve the parameter whose reindex completed")
 			}
@@ -352,7 +352,7 @@ func TestCustomSearchParameter(t *testing.T) {
 // stored; an update to such a definition leaves the stored one alone.
 func TestBadSearchParameters(t *testing.T) {
 	st := backends()[0].open(t)
-	m := newManager(t, st, true)
+	m := newProcess(t, st, true)
 	srv := httptest.NewServer(rest.New(rest.Config{SearchParams: m}, st))
 	defer srv.Close()
 	c := client{t, srv.URL}
@@ -450,7 +450,7 @@ func TestJobResumes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	api := newManager(t, st, false)
+	api := newProcess(t, st, false)
 	srv := httptest.NewServer(rest.New(rest.Config{SearchParams: api}, st))
 	defer srv.Close()
 	c := client{t, srv.URL}
@@ -462,7 +462,7 @@ func TestJobResumes(t *testing.T) {
 	status := "/SearchParameter/" + spID + "/$reindex-status"
 
 	// The first worker does one page (2 resources) and stops.
-	var first *reindex.Manager
+	var first *reindex.Registry
 	bs := &blockingStore{fullStore: st}
 	bs.pages.Store(1)
 	first, err = reindex.New(t.Context(), reindex.Config{Poll: 50 * time.Millisecond, Settle: 200 * time.Millisecond, Page: 2}, bs)
@@ -483,7 +483,7 @@ func TestJobResumes(t *testing.T) {
 		t.Fatalf("after the first worker stopped: %v, want the job queued again", s)
 	}
 
-	newManager(t, st, true)
+	newProcess(t, st, true)
 	for param(s, "state") != "active" {
 		if time.Now().After(deadline) {
 			t.Fatalf("not active: %v", s)
@@ -547,13 +547,13 @@ func TestOneWorkerRunsTheJob(t *testing.T) {
 		t.Run(b.name, func(t *testing.T) {
 			st := b.open(t)
 			var procs []*countingStore
-			var managers []*reindex.Manager
+			var registries []*reindex.Registry
 			for range 3 {
 				cs := &countingStore{fullStore: st}
 				procs = append(procs, cs)
-				managers = append(managers, newManager(t, cs, true))
+				registries = append(registries, newProcess(t, cs, true))
 			}
-			srv := httptest.NewServer(rest.New(rest.Config{SearchParams: managers[0]}, procs[0]))
+			srv := httptest.NewServer(rest.New(rest.Config{SearchParams: registries[0]}, procs[0]))
 			defer srv.Close()
 			c := client{t, srv.URL}
 			for i, m := range []string{"Smith", "Jones", "Smithers"} {
@@ -562,7 +562,7 @@ func TestOneWorkerRunsTheJob(t *testing.T) {
 			}
 			c.must(201, "POST", "/SearchParameter", mmnSP)
 			deadline := time.Now().Add(time.Minute)
-			for _, m := range managers {
+			for _, m := range registries {
 				for {
 					if _, ok := m.Query().Param("Patient", "mothers-maiden-name"); ok {
 						break
@@ -610,7 +610,7 @@ func (ts tokens) Authorize(r *http.Request) (*rest.Access, error) {
 // that does not reach it gets the 404 of a read.
 func TestReindexStatusAccess(t *testing.T) {
 	st := backends()[0].open(t)
-	m := newManager(t, st, true)
+	m := newProcess(t, st, true)
 	srv := httptest.NewServer(rest.New(rest.Config{SearchParams: m, Auth: tokens{
 		"admin":      {ClientID: "admin", Rules: []rest.Rule{{Context: "system", Type: "*", Ops: "cruds"}}},
 		"sp-read":    {ClientID: "a", Rules: []rest.Rule{{Context: "system", Type: "SearchParameter", Ops: "r"}}},

@@ -26,7 +26,7 @@ import (
 //
 // A SearchParameter that never existed is 404, a deleted one 410 (its
 // parameter is gone), as a read would say.
-func (m *Manager) Status(ctx context.Context, id string) ([]byte, error) {
+func (m *Registry) Status(ctx context.Context, id string) ([]byte, error) {
 	r, err := m.st.Read(ctx, "SearchParameter", id)
 	if err != nil {
 		return nil, err

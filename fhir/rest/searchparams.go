@@ -15,7 +15,7 @@ import (
 
 // SearchParams is a search parameter registry that changes while the
 // server runs: custom SearchParameter resources stored through the API
-// (fhir/reindex.Manager). Without one (Config.SearchParams nil) the
+// (fhir/reindex.Registry). Without one (Config.SearchParams nil) the
 // registry is Config.Registry for good, and SearchParameter resources are
 // stored like any other.
 type SearchParams interface {
@@ -138,7 +138,7 @@ func (a *API) noteIndexing(types []string, report *search.Report, err error) {
 
 // reindexStatus is GET [base]/SearchParameter/[id]/$reindex-status: the
 // state of a custom parameter and the progress of its reindex, as a
-// Parameters resource (fhir/reindex.Manager.Status).
+// Parameters resource (fhir/reindex.Registry.Status).
 func (a *API) reindexStatus(w http.ResponseWriter, r *http.Request) error {
 	if a.cfg.SearchParams == nil {
 		return outcome.New(http.StatusNotImplemented, outcome.CodeNotSupported, "custom search parameters are not enabled on this server")

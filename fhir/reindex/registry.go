@@ -72,15 +72,15 @@ type Jobs interface {
 	Jobs(ctx context.Context, kind string) ([]store.Job, error)
 }
 
-// ManagerStore is everything the manager needs from a backend.
-type ManagerStore interface {
+// RegistryStore is everything the Registry needs from a backend.
+type RegistryStore interface {
 	Store
 	Jobs
 	store.Resources
 	store.Searcher
 }
 
-// Config configures a Manager. Zero values take the defaults named.
+// Config configures a Registry. Zero values take the defaults named.
 type Config struct {
 	// Builtin is the registry without custom parameters (search.Default()).
 	Builtin *search.Registry
@@ -102,15 +102,19 @@ type Config struct {
 	NoWorker bool
 }
 
-// Manager keeps the registries of one process in step with the custom
-// SearchParameters in the store, and runs reindex jobs. It implements
-// what fhir/rest needs (rest.SearchParams).
-type Manager struct {
+// Registry is the live search parameter registry of one process: the
+// built-in parameters plus the custom SearchParameters in the store, kept
+// in step with them (as two search.Registry values, Query and Index), and
+// the worker that runs their reindex jobs. It implements what fhir/rest
+// needs (rest.SearchParams).
+type Registry struct {
 	cfg   Config
-	st    ManagerStore
+	st    RegistryStore
 	owner string
-	cur   atomic.Pointer[state]
-	mu    sync.Mutex // one refresh at a time
+	// cur is replaced whole by refresh, under mu, and read without a
+	// lock by every request: a state is never changed once stored.
+	cur atomic.Pointer[state]
+	mu  sync.Mutex // one refresh at a time
 
 	wake      chan struct{}
 	stop      chan struct{}
@@ -118,7 +122,7 @@ type Manager struct {
 	closeOnce sync.Once
 }
 
-// param is one active SearchParameter resource as the manager sees it.
+// param is one active SearchParameter resource as the Registry sees it.
 type param struct {
 	id      string
 	version int64
@@ -144,10 +148,10 @@ type state struct {
 	key          string            // what the registries were built from
 }
 
-// New returns a Manager over st, loaded with the custom parameters already
+// New returns a Registry over st, loaded with the custom parameters already
 // stored (a parameter whose job had completed is searchable at once), and
 // starts its worker unless cfg.NoWorker.
-func New(ctx context.Context, cfg Config, st ManagerStore) (*Manager, error) {
+func New(ctx context.Context, cfg Config, st RegistryStore) (*Registry, error) {
 	if cfg.Builtin == nil {
 		cfg.Builtin = search.Default()
 	}
@@ -172,7 +176,7 @@ func New(ctx context.Context, cfg Config, st ManagerStore) (*Manager, error) {
 	host, _ := os.Hostname()
 	var r [6]byte
 	_, _ = rand.Read(r[:])
-	m := &Manager{cfg: cfg, st: st, owner: host + "/" + strconv.Itoa(os.Getpid()) + "/" + hex.EncodeToString(r[:]),
+	m := &Registry{cfg: cfg, st: st, owner: host + "/" + strconv.Itoa(os.Getpid()) + "/" + hex.EncodeToString(r[:]),
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	m.cur.Store(&state{query: cfg.Builtin, index: cfg.Builtin, params: map[string]*param{}})
 	if err := m.refresh(ctx); err != nil {
@@ -187,22 +191,22 @@ func New(ctx context.Context, cfg Config, st ManagerStore) (*Manager, error) {
 }
 
 // Close stops the worker; a job in progress is handed back to be resumed.
-func (m *Manager) Close() {
+func (m *Registry) Close() {
 	m.closeOnce.Do(func() { close(m.stop) })
 	<-m.done
 }
 
 // Query is the registry searches are parsed with: the built-in and the
 // searchable custom parameters.
-func (m *Manager) Query() *search.Registry { return m.cur.Load().query }
+func (m *Registry) Query() *search.Registry { return m.cur.Load().query }
 
 // Index is the registry index entries are extracted with: also the custom
 // parameters still being indexed.
-func (m *Manager) Index() *search.Registry { return m.cur.Load().index }
+func (m *Registry) Index() *search.Registry { return m.cur.Load().index }
 
 // Check validates a SearchParameter about to be stored as SearchParameter/id
 // (its stamped body): an active one must be one the server can serve.
-func (m *Manager) Check(ctx context.Context, id string, body []byte) error {
+func (m *Registry) Check(ctx context.Context, id string, body []byte) error {
 	sp, err := decodeSP(body)
 	if err != nil || sp.Status != "active" {
 		return err
@@ -217,10 +221,10 @@ func (m *Manager) Check(ctx context.Context, id string, body []byte) error {
 	return err
 }
 
-// Changed tells the manager that SearchParameter/id was written or
+// Changed tells the Registry that SearchParameter/id was written or
 // deleted: it refreshes now (queueing the job) rather than at its next
 // Poll, and wakes the worker.
-func (m *Manager) Changed(ctx context.Context, id string) {
+func (m *Registry) Changed(ctx context.Context, id string) {
 	if err := m.refresh(ctx); err != nil {
 		m.cfg.Logger.Warn("reindex: reading the search parameters failed", "error", err)
 	}
@@ -233,7 +237,7 @@ func (m *Manager) Changed(ctx context.Context, id string) {
 // Indexing reports whether code is a custom parameter of one of types
 // (any type when nil) still being indexed, and the id of its
 // SearchParameter.
-func (m *Manager) Indexing(types []string, code string) (string, bool) {
+func (m *Registry) Indexing(types []string, code string) (string, bool) {
 	for _, p := range m.cur.Load().params {
 		if p.state != stateIndexing || p.sp.Code != code {
 			continue
@@ -266,7 +270,7 @@ type jobSpec struct {
 }
 
 // storedSPs reads every current SearchParameter resource.
-func (m *Manager) storedSPs(ctx context.Context) ([]store.Resource, error) {
+func (m *Registry) storedSPs(ctx context.Context) ([]store.Resource, error) {
 	var out []store.Resource
 	q := store.ScanQuery{Type: "SearchParameter", Count: 500}
 	for {
@@ -284,7 +288,7 @@ func (m *Manager) storedSPs(ctx context.Context) ([]store.Resource, error) {
 
 // refresh reads the SearchParameters and the jobs, queues the jobs that
 // are missing, and swaps in new registries when anything changed.
-func (m *Manager) refresh(ctx context.Context) error {
+func (m *Registry) refresh(ctx context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	stored, err := m.storedSPs(ctx)
@@ -399,7 +403,7 @@ func sortedKeys[V any](m map[string]V) []string {
 
 // createJob queues a job (or records one done that needs no work)
 // unless it exists (another process, or an earlier refresh, created it).
-func (m *Manager) createJob(ctx context.Context, id string, sp jobSpec, st store.JobState) error {
+func (m *Registry) createJob(ctx context.Context, id string, sp jobSpec, st store.JobState) error {
 	spec, err := json.Marshal(sp)
 	if err != nil {
 		return err
