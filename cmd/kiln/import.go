@@ -11,6 +11,7 @@ import (
 	"slices"
 
 	"github.com/kiln-fhir/kiln/fhir/ingest"
+	"github.com/kiln-fhir/kiln/fhir/reindex"
 	"github.com/kiln-fhir/kiln/store/sqlite"
 )
 
@@ -41,7 +42,15 @@ func importFiles(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	defer db.Close()
-	opts := ingest.Options{Workers: *workers}
+	// Index with the registry a server would: custom SearchParameters
+	// stored before included (those in the files themselves join when a
+	// server starts and reindexes for them).
+	params, err := reindex.New(ctx, reindex.Config{NoWorker: true}, db)
+	if err != nil {
+		return err
+	}
+	defer params.Close()
+	opts := ingest.Options{Workers: *workers, Registry: params.Index()}
 	if !*quiet {
 		opts.Progress = stderr
 	}

@@ -8,6 +8,7 @@
 //	kiln launch …          create an EHR launch context
 //	kiln keys rotate …     new id_token signing key
 //	kiln export [flags]    bulk-export from a FHIR server into NDJSON files
+//	kiln reindex [flags]   rebuild the search index entries
 //	kiln version           print the version
 package main
 
@@ -51,6 +52,8 @@ func run(ctx context.Context, args []string) error {
 		return keysCmd(ctx, args[1:], os.Stdout)
 	case "export":
 		return exportCmd(ctx, args[1:])
+	case "reindex":
+		return reindexCmd(ctx, args[1:], os.Stdout, os.Stderr)
 	case "version", "--version", "-version":
 		fmt.Println("kiln", version)
 		return nil
@@ -82,6 +85,10 @@ Usage:
                        instead of --data for a server on MongoDB)
   kiln export --url BASE --out DIR [--type T,…] [--since INSTANT] [--group ID]
                        bulk-export from a FHIR server into NDJSON files
+  kiln reindex --data DIR|--mongo-uri URI [--type T]… [--restart] [--quiet]
+                       rebuild the search index entries of every current
+                       resource (or of the types named) from the registry,
+                       custom SearchParameters included; resumes when interrupted
   kiln version         print the version
 `)
 }

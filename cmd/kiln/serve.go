@@ -23,6 +23,7 @@ import (
 
 	"github.com/kiln-fhir/kiln/fhir/audit"
 	"github.com/kiln-fhir/kiln/fhir/bulk"
+	"github.com/kiln-fhir/kiln/fhir/reindex"
 	"github.com/kiln-fhir/kiln/fhir/rest"
 	"github.com/kiln-fhir/kiln/smart"
 	"github.com/kiln-fhir/kiln/store"
@@ -203,6 +204,21 @@ func serve(ctx context.Context, args []string) (err error) {
 		restCfg.Audit = auditor
 		restCfg.OAuth = &rest.OAuthURIs{Authorize: e.Authorize, Token: e.Token, Introspect: e.Introspect, Revoke: e.Revoke}
 	}
+	// Custom SearchParameters (fhir/reindex): loaded now, so that those
+	// whose reindex completed are searchable from the first request; their
+	// reindex jobs run on this process's worker, or any other's on the
+	// same store. Closed after the HTTP server stopped and before the
+	// store closes (defers run last first); a job in progress is handed
+	// back for the next start to resume.
+	if rs, ok := db.(reindex.RegistryStore); ok {
+		params, err := reindex.New(ctx, reindex.Config{Logger: logger}, rs)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("custom search parameters: %w", err)
+		}
+		defer params.Close()
+		restCfg.SearchParams = params
+	}
 	// Bulk export is served in front of the REST API (withBulk) when the
 	// store keeps its jobs; the CapabilityStatement still lists it.
 	exportStore, canExport := db.(bulk.Store)
@@ -320,6 +336,9 @@ var (
 	_ cacheStats    = (*sqlite.Store)(nil)
 	_ store.Records = (*mongo.Store)(nil)
 	_ bulk.Store    = (*mongo.Store)(nil)
+
+	_ reindex.RegistryStore = (*sqlite.Store)(nil)
+	_ reindex.RegistryStore = (*mongo.Store)(nil)
 )
 
 // openStore opens the backend the configuration selects: MongoDB with

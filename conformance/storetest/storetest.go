@@ -57,6 +57,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Records", testRecords},
 		{"Scan", testScan},
 		{"Jobs", testJobs},
+		{"Reindex", testReindex},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := open(t)

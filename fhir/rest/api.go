@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -45,6 +46,10 @@ type Config struct {
 	// Registry is the search parameter registry: index entries are
 	// extracted and queries parsed with it; nil is search.Default().
 	Registry *search.Registry
+	// SearchParams, when set, serves custom SearchParameter resources
+	// (searchparams.go): searches, index entries and the
+	// CapabilityStatement follow its registries instead of Registry.
+	SearchParams SearchParams
 	// StrictSearch makes unknown search parameters an error unless the
 	// request says Prefer: handling=lenient (search.html#errors).
 	StrictSearch bool
@@ -88,7 +93,7 @@ type API struct {
 	store    Store
 	searcher store.Searcher
 	router   *mux.Router
-	caps     capabilities
+	capsNow  atomic.Pointer[capsCache] // searchparams.go
 }
 
 // Level is where an interaction applies (CapabilityStatement.rest.resource
@@ -161,7 +166,10 @@ func New(cfg Config, st Store) *API {
 		cfg.Registry = search.Default()
 	}
 	a := &API{cfg: cfg, store: st, searcher: st}
-	a.caps = newCapabilities(cfg, cfg.Now(), cfg.Registry)
+	if cfg.SearchParams != nil {
+		a.store = spNotifier{Store: st, sp: cfg.SearchParams}
+	}
+	a.capabilities() // rendered once up front, again when the registry changes
 
 	r := mux.NewRouter()
 	r.Handle("/metadata", a.wrap("capabilities", (*API).metadata)).Methods(http.MethodGet, http.MethodHead, http.MethodOptions)

@@ -103,7 +103,7 @@ func newCapabilities(cfg Config, now time.Time, reg *search.Registry) capabiliti
 			"conditionalUpdate": true,
 			"conditionalDelete": "single",
 		}
-		if ops := operationEntries(t, cfg.ExternalOperations); ops != nil {
+		if ops := operationEntries(t, cfg); ops != nil {
 			res["operation"] = ops
 		}
 		resources = append(resources, res)
@@ -113,7 +113,7 @@ func newCapabilities(cfg Config, now time.Time, reg *search.Registry) capabiliti
 		"resource":    resources,
 		"interaction": systemCodes,
 	}
-	if ops := operationEntries("", cfg.ExternalOperations); ops != nil {
+	if ops := operationEntries("", cfg); ops != nil {
 		rest["operation"] = ops
 	}
 	if oauth != nil {
@@ -162,11 +162,12 @@ func revIncludes(reg *search.Registry, typ string) []string {
 // metadata is GET [base]/metadata (http.html#capabilities). It needs no
 // authentication.
 func (a *API) metadata(w http.ResponseWriter, r *http.Request) error {
-	w.Header().Set("ETag", a.caps.etag)
-	if r.Header.Get("If-None-Match") == a.caps.etag {
+	caps := a.capabilities()
+	w.Header().Set("ETag", caps.etag)
+	if r.Header.Get("If-None-Match") == caps.etag {
 		w.WriteHeader(http.StatusNotModified)
 		return nil
 	}
-	writeJSON(w, r, http.StatusOK, a.caps.body)
+	writeJSON(w, r, http.StatusOK, caps.body)
 	return nil
 }

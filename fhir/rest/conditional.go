@@ -34,7 +34,8 @@ func (a *API) matches(ctx context.Context, base, typ, criteria string) ([]store.
 	for _, k := range []string{"_count", "_sort", "_page", "_include", "_revinclude", "_summary", "_elements", "_total", "_format", "_pretty"} {
 		delete(params, k)
 	}
-	q, _, err := a.cfg.Registry.Parse([]string{typ}, params, search.ParseOptions{Strict: true, Base: base})
+	q, _, err := a.queryRegistry().Parse([]string{typ}, params, search.ParseOptions{Strict: true, Base: base})
+	a.noteIndexing([]string{typ}, nil, err)
 	if err != nil {
 		return nil, err
 	}

@@ -27,6 +27,9 @@ type operation struct {
 	types   []string
 	methods []string
 	handle  func(*API, http.ResponseWriter, *http.Request) error
+	// enabled, when set, says whether the CapabilityStatement lists the
+	// operation under cfg (it is routed either way, and says why not).
+	enabled func(Config) bool
 }
 
 // operationAccess is the operation → scope mapping, by operation name
@@ -42,6 +45,8 @@ var operationAccess = map[string]opAccess{
 	"validate": {instance: "r"},
 	// The patient is read; everything else is found by search and read.
 	"everything": {instance: "r", returns: "rs"},
+	// Reads the SearchParameter's state (searchparams.go).
+	"reindex-status": {instance: "r"},
 }
 
 // opAccess is one operation's row of operationAccess.
@@ -72,6 +77,18 @@ var operations = []operation{
 		types:      []string{"Patient"},
 		methods:    []string{http.MethodGet, http.MethodHead},
 		handle:     (*API).everything,
+	},
+	{
+		// Kiln's own: the state of a custom SearchParameter and the
+		// progress of its reindex (searchparams.go, fhir/reindex). Listed
+		// only when custom parameters are on.
+		name:       "reindex-status",
+		definition: "https://kiln-fhir.github.io/OperationDefinition/SearchParameter-reindex-status",
+		levels:     []level{instanceLevel},
+		types:      []string{"SearchParameter"},
+		methods:    []string{http.MethodGet, http.MethodHead},
+		handle:     (*API).reindexStatus,
+		enabled:    func(cfg Config) bool { return cfg.SearchParams != nil },
 	},
 }
 
@@ -147,9 +164,13 @@ func (a *API) unknownOperation(w http.ResponseWriter, r *http.Request) error {
 // (CapabilityStatement.rest.resource.operation, or rest.operation when typ
 // is empty) for the operations invoked on typ, or at the system level:
 // those of the table, then those another handler serves (ext).
-func operationEntries(typ string, ext []ExternalOperation) []map[string]string {
+func operationEntries(typ string, cfg Config) []map[string]string {
+	ext := cfg.ExternalOperations
 	var out []map[string]string
 	for _, op := range operations {
+		if op.enabled != nil && !op.enabled(cfg) {
+			continue
+		}
 		if typ == "" && !slices.Contains(op.levels, systemLevel) ||
 			typ != "" && !op.appliesTo(typ, typeLevel) && !op.appliesTo(typ, instanceLevel) {
 			continue

@@ -1,6 +1,7 @@
 package rest
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 
@@ -35,7 +36,10 @@ func (a *API) stamp(base string, parsed *resource.Resource, id string, version i
 	if err != nil {
 		return store.Change{}, err
 	}
-	index, err := a.cfg.Registry.ExtractBase(parsed.Type, body, base)
+	if err := a.checkSearchParameter(context.Background(), parsed.Type, id, body); err != nil {
+		return store.Change{}, err
+	}
+	index, err := a.indexRegistry().ExtractBase(parsed.Type, body, base)
 	if err != nil {
 		// Only a custom SearchParameter whose expression fails on this
 		// resource gets here: the write is refused rather than stored

@@ -44,9 +44,10 @@ func (a *API) searchWith(w http.ResponseWriter, r *http.Request, types []string,
 		return err
 	}
 	noteQuery(r, params)
-	q, report, err := a.cfg.Registry.Parse(types, params, search.ParseOptions{
+	q, report, err := a.queryRegistry().Parse(types, params, search.ParseOptions{
 		Strict: a.strict(r), DefaultCount: defaultCount, MaxCount: maxCount, Base: a.base(r),
 	})
+	a.noteIndexing(types, &report, err)
 	if err != nil {
 		return err
 	}
@@ -189,7 +190,7 @@ func (a *API) forwardInclude(r *http.Request, inc search.Include, from []store.R
 		if inc.Type != "*" && res.Type != inc.Type {
 			continue
 		}
-		entries, err := a.cfg.Registry.Extract(res.Type, res.Body)
+		entries, err := a.indexRegistry().Extract(res.Type, res.Body)
 		if err != nil {
 			return nil, err
 		}

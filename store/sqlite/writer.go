@@ -45,6 +45,10 @@ const (
 
 type commitCall struct {
 	changes []store.Change
+	// reindex, when not nil, makes the call a Reindex (reindex.go): index
+	// rows replaced in place, no version written; changes is then empty.
+	reindex []store.IndexUpdate
+	applied int // Reindex: how many updates applied, set before result
 	state   atomic.Int32
 	result  chan error // buffered: the writer never blocks on a caller
 }
@@ -234,7 +238,12 @@ func (w *writer) apply(batch []*commitCall) {
 		return
 	}
 	for i, c := range live {
-		err, fatal := w.applyCall(ctx, c.changes)
+		var err, fatal error
+		if c.reindex != nil {
+			err, fatal = w.applyReindex(ctx, c)
+		} else {
+			err, fatal = w.applyCall(ctx, c.changes)
+		}
 		if fatal != nil {
 			// The transaction is no longer usable (SQLite may already
 			// have rolled it back after an I/O error or a full disk):
