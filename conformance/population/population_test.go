@@ -137,7 +137,7 @@ func TestOpen(t *testing.T) {
 			}
 			var got struct{ BirthDate string }
 			json.Unmarshal(page.Matches[0].Body, &got)
-			k := i / len(births) // Patients are listed replica by replica
+			k := i / len(births)                 // Patients are listed replica by replica
 			base := pt.Family[:len(pt.Family)-3] // without the 3-letter replica suffix
 			if want := births[base].AddDate(0, 0, p.Shift[k]).Format(time.DateOnly); got.BirthDate != want {
 				t.Errorf("Patient %s (replica %d): birthDate %s, want %s", pt.ID, k, got.BirthDate, want)
