@@ -5,16 +5,26 @@
 // family names made distinct, so that searches by patient, name or
 // identifier stay as selective as in a real population.
 //
-// The data is loaded with fhir/ingest, the engine of `kiln import`: every
-// resource is parsed and validated, stamped, indexed and committed as an
-// import writes it. Building a million resources takes many minutes on two
-// cores, so the data directory is kept (under $KILN_BENCH_CACHE, default
+// The data goes in through store.Commit in batches of one replica (about
+// 1,250 resources), as `kiln import` writes: references to fullUrls
+// rewritten to Type/id, every resource validated (resource.Parse),
+// stamped (canonical JSON with id and meta) and indexed (search.Extract).
+// Parsing is the dearest step (about 1 ms of CPU per resource through
+// fhir/ingest, 20 minutes or more for a million on shared cores), and
+// replicas differ from their source only in ids, dates and family names,
+// whose canonical text is the input's: so each Synthea resource is parsed,
+// validated and stamped once, and its replicas are its canonical JSON with
+// those values rewritten. Every 64th replica is also parsed, validated and
+// stamped from its own rewritten source, and the build fails unless the
+// bytes are equal. Every replica is indexed by search.Extract from its own
+// bytes. Building still takes minutes, so the data directory is kept (under $KILN_BENCH_CACHE, default
 // the system temporary directory) in a directory named after Version and
 // N: a changed generator gets a new Version and so rebuilds. A build that
 // did not finish leaves no manifest, and the next Open starts it again.
 package population
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -24,20 +34,26 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/kiln-fhir/kiln/conformance/synthea"
-	"github.com/kiln-fhir/kiln/fhir/ingest"
+	"github.com/kiln-fhir/kiln/fhir/bundle"
+	"github.com/kiln-fhir/kiln/fhir/resource"
+	"github.com/kiln-fhir/kiln/fhir/search"
+	"github.com/kiln-fhir/kiln/store"
 	"github.com/kiln-fhir/kiln/store/sqlite"
 )
 
 // Version names the generator's output. Change it whenever what Build
 // writes changes, so that cached populations are rebuilt.
-const Version = "v1"
+const Version = "v2"
 
 // DefaultN is the size the issues' benchmarks ask for.
 const DefaultN = 1_000_000
@@ -56,7 +72,8 @@ type Config struct {
 	// Cache is the parent of the cached data directories (empty:
 	// $KILN_BENCH_CACHE, else os.TempDir()).
 	Cache string
-	// Progress receives ingest's progress lines while building (nil: none).
+	// Progress receives a progress line per 16 replicas while building
+	// (nil: none).
 	Progress io.Writer
 }
 
@@ -79,7 +96,9 @@ type Population struct {
 	Patients  []Patient `json:"patients"`
 	// Shift is the date shift, in days, of each replica (index: replica).
 	Shift []int `json:"shift"`
-	// Built is when the build finished; LoadSeconds how long ingest took.
+	// Built is when the build finished; LoadSeconds how long loading took
+	// (from the first replica to the last commit, before the final
+	// checkpoint).
 	Built       time.Time `json:"built"`
 	LoadSeconds float64   `json:"loadSeconds"`
 	// FileBytes is the database file after a final checkpoint;
@@ -100,7 +119,7 @@ func (p *Population) String() string {
 	if p.IndexBytes >= 0 {
 		ix = fmt.Sprintf("%.0f B/resource of it search index (dbstat: ix_* and params pages)", float64(p.IndexBytes)/float64(p.Resources))
 	}
-	return fmt.Sprintf("%d resources, %d Patients; loaded at %.0f resources/s (ingest, %s); file %.0f B/resource, %s",
+	return fmt.Sprintf("%d resources, %d Patients; loaded at %.0f resources/s (%s); file %.0f B/resource, %s",
 		p.Resources, len(p.Patients), p.LoadRate(), time.Duration(p.LoadSeconds*float64(time.Second)).Round(time.Second),
 		float64(p.FileBytes)/float64(p.Resources), ix)
 }
@@ -156,61 +175,66 @@ func Open(ctx context.Context, cfg Config) (*Population, error) {
 	return p, os.Rename(tmp, filepath.Join(dir, manifestName))
 }
 
-// A replica's bundles are written to a scratch directory this many
-// replicas at a time, loaded by ingest, and removed: a million resources
-// of bundles would be 3.5 GB of files otherwise.
-const replicasPerRun = 16
+// verifyEvery: every this many replicas, each resource is also parsed,
+// validated and stamped from its own replicated source, and must give the
+// bytes the template produced.
+const verifyEvery = 64
+
+// source is one resource of the Synthea bundles, references to fullUrls
+// rewritten to Type/id as a transaction or `kiln import` rewrites them.
+type source struct {
+	typ, id string
+	// raw is the resource before validation; template its canonical JSON
+	// (resource.Parse, then Stamp as version 1) with meta.lastUpdated
+	// replaced by lastUpdatedMark, which no replica rewrite touches.
+	raw, template string
+}
+
+const lastUpdatedMark = "@lastUpdated@"
 
 func build(ctx context.Context, dir string, cfg Config) (*Population, error) {
 	bundles, err := synthea.Load(cfg.Synthea)
 	if err != nil {
 		return nil, err
 	}
-	type source struct {
-		name string
-		text string
-		// The bundle's Patient: id, family and Synthea identifier value.
-		patient Patient
-		entries int
-	}
-	var sources []source
-	perReplica := 0
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	var (
+		sources  []source
+		patients []Patient // each bundle's Patient as the bundle has it
+	)
 	for _, b := range bundles {
-		raw, err := os.ReadFile(filepath.Join(cfg.Synthea, b.File))
-		if err != nil {
-			return nil, err
-		}
-		s := source{name: strings.TrimSuffix(b.File, ".json"), text: string(raw), entries: len(b.Entries)}
+		ids := map[string]string{} // fullUrl → Type/id
 		for _, e := range b.Entries {
-			if e.Type != "Patient" {
-				continue
-			}
-			var pt struct {
-				ID   string
-				Name []struct{ Family string }
-				// Identifier values: the Synthea id.
-				Identifier []struct{ System, Value string }
-			}
-			if err := json.Unmarshal(e.Resource, &pt); err != nil {
-				return nil, err
-			}
-			s.patient.ID = pt.ID
-			if len(pt.Name) > 0 {
-				s.patient.Family = pt.Name[0].Family
-			}
-			for _, id := range pt.Identifier {
-				if id.System == SyntheaSystem {
-					s.patient.MRN = id.Value
+			ids[e.FullURL] = e.Type + "/" + strings.TrimPrefix(e.FullURL, "urn:uuid:")
+		}
+		var pt *Patient
+		for _, e := range b.Entries {
+			raw, err := bundle.Rewrite(e.Resource, func(v string, k bundle.Kind) (string, error) {
+				if t, ok := ids[v]; ok && k != bundle.Narrative {
+					return t, nil
 				}
+				return v, nil
+			})
+			if err != nil {
+				return nil, fmt.Errorf("population: %s: %w", b.File, err)
+			}
+			src := source{typ: e.Type, id: strings.TrimPrefix(ids[e.FullURL], e.Type+"/"), raw: string(raw)}
+			if src.template, err = stamp(src, now); err != nil {
+				return nil, fmt.Errorf("population: %s %s: %w", b.File, e.Type, err)
+			}
+			sources = append(sources, src)
+			if e.Type == "Patient" {
+				if pt, err = patientOf(src.id, raw); err != nil {
+					return nil, fmt.Errorf("population: %s: %w", b.File, err)
+				}
+				patients = append(patients, *pt)
 			}
 		}
-		if s.patient.ID == "" || s.patient.Family == "" || s.patient.MRN == "" {
-			return nil, fmt.Errorf("population: %s: no Patient with an id, a family name and a Synthea identifier", b.File)
+		if pt == nil {
+			return nil, fmt.Errorf("population: %s: no Patient", b.File)
 		}
-		sources = append(sources, s)
-		perReplica += s.entries
 	}
-	replicas := (cfg.N + perReplica - 1) / perReplica
+	replicas := (cfg.N + len(sources) - 1) / len(sources)
 	width := suffixWidth(replicas)
 
 	st, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(dir, "kiln.db")})
@@ -223,55 +247,146 @@ func build(ctx context.Context, dir string, cfg Config) (*Population, error) {
 		}
 	}()
 	p := &Population{Dir: dir, Version: Version}
-	scratch := filepath.Join(dir, "scratch")
-	start := time.Now()
-	for first := 0; first < replicas; first += replicasPerRun {
-		if err := os.MkdirAll(scratch, 0o755); err != nil {
-			return nil, err
-		}
-		for k := first; k < min(first+replicasPerRun, replicas); k++ {
-			shift := dateShift(k)
-			p.Shift = append(p.Shift, shift)
-			suffix := familySuffix(k, width)
-			for _, s := range sources {
-				text := replica(s.text, k, shift, suffix)
-				if err := os.WriteFile(filepath.Join(scratch, fmt.Sprintf("%06d-%s.json", k, s.name)), []byte(text), 0o644); err != nil {
-					return nil, err
-				}
-				p.Patients = append(p.Patients, Patient{
-					ID: replicaUUID(s.patient.ID, k), Family: s.patient.Family + suffix, MRN: replicaUUID(s.patient.MRN, k)})
-			}
-		}
-		sum, err := ingest.Run(ctx, st, []string{scratch}, ingest.Options{Progress: cfg.Progress})
-		if err != nil {
-			return nil, fmt.Errorf("population: load: %w", err)
-		}
-		if sum.Rejected > 0 {
-			return nil, fmt.Errorf("population: %d resources rejected: %v (first at %v)", sum.Rejected, sum.Reasons, sum.Examples)
-		}
-		if sum.Created != sum.Loaded() {
-			return nil, fmt.Errorf("population: ingest found %d of its resources already stored: replica ids collide", sum.Loaded()-sum.Created)
-		}
-		p.Resources += sum.Created
-		if err := os.RemoveAll(scratch); err != nil {
-			return nil, err
-		}
-		if cfg.Progress != nil {
-			fmt.Fprintf(cfg.Progress, "population: %d of %d replicas, %d resources, %.0f resources/s\n",
-				min(first+replicasPerRun, replicas), replicas, p.Resources, float64(p.Resources)/time.Since(start).Seconds())
+	for k := range replicas {
+		p.Shift = append(p.Shift, dateShift(k))
+		for _, pt := range patients {
+			p.Patients = append(p.Patients, Patient{ID: replicaUUID(pt.ID, k), Family: pt.Family + familySuffix(k, width), MRN: replicaUUID(pt.MRN, k)})
 		}
 	}
+
+	// One replica is one Commit of about 1,250 changes; replicas are
+	// prepared (rewritten, indexed) by one goroutine per CPU while the
+	// store's single writer commits.
+	start := time.Now()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	next := make(chan int)
+	go func() {
+		defer close(next)
+		for k := range replicas {
+			select {
+			case next <- k:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	var (
+		wg       sync.WaitGroup
+		stored   atomic.Int64
+		mu       sync.Mutex // guards firstErr
+		firstErr error
+	)
+	lastUpdated := now.Format(lastUpdatedLayout)
+	for range runtime.GOMAXPROCS(0) {
+		wg.Go(func() {
+			err := func() error {
+				for k := range next {
+					changes := make([]store.Change, 0, len(sources))
+					for _, src := range sources {
+						body := strings.Replace(replica(src.template, k, p.Shift[k], familySuffix(k, width)), lastUpdatedMark, lastUpdated, 1)
+						if k%verifyEvery == 0 {
+							r := source{typ: src.typ, id: replicaUUID(src.id, k), raw: replica(src.raw, k, p.Shift[k], familySuffix(k, width))}
+							want, err := stamp(r, now)
+							if err != nil {
+								return fmt.Errorf("population: replica %d of %s/%s: %w", k, src.typ, src.id, err)
+							}
+							if want = strings.Replace(want, lastUpdatedMark, lastUpdated, 1); want != body {
+								return fmt.Errorf("population: replica %d of %s/%s differs from its validated and stamped source", k, src.typ, src.id)
+							}
+						}
+						index, err := search.Extract(src.typ, []byte(body))
+						if err != nil {
+							return fmt.Errorf("population: index %s: %w", src.typ, err)
+						}
+						changes = append(changes, store.Change{Type: src.typ, ID: replicaUUID(src.id, k), Version: 1,
+							LastUpdated: now, Method: store.MethodPost, Body: []byte(body), Index: index})
+					}
+					if err := st.Commit(ctx, changes...); err != nil {
+						return fmt.Errorf("population: commit replica %d: %w", k, err)
+					}
+					if n := stored.Add(int64(len(changes))); cfg.Progress != nil && k%16 == 15 {
+						fmt.Fprintf(cfg.Progress, "population: %d of %d resources, %.0f/s\n", n, replicas*len(sources), float64(n)/time.Since(start).Seconds())
+					}
+				}
+				return nil
+			}()
+			if err != nil {
+				cancel()
+				mu.Lock()
+				firstErr = cmp.Or(firstErr, err)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	p.Resources = int(stored.Load())
 	p.LoadSeconds = time.Since(start).Seconds()
 	p.Built = time.Now().UTC()
 	err, st = st.Close(), nil
 	if err != nil {
 		return nil, err
 	}
-	if p.Resources != replicas*perReplica {
-		return nil, fmt.Errorf("population: stored %d resources, want %d", p.Resources, replicas*perReplica)
+	if p.Resources != replicas*len(sources) {
+		return nil, fmt.Errorf("population: stored %d resources, want %d", p.Resources, replicas*len(sources))
 	}
 	if p.FileBytes, p.IndexBytes, err = sizes(ctx, filepath.Join(dir, "kiln.db")); err != nil {
 		return nil, err
+	}
+	return p, nil
+}
+
+// lastUpdatedLayout is how canonical JSON writes meta.lastUpdated
+// (checked by stamp).
+const lastUpdatedLayout = "2006-01-02T15:04:05.000000Z07:00"
+
+// stamp validates src and returns its canonical JSON as version 1 written
+// at now, with the lastUpdated instant replaced by lastUpdatedMark.
+func stamp(src source, now time.Time) (string, error) {
+	r, err := resource.Parse([]byte(src.raw))
+	if err != nil {
+		return "", err
+	}
+	if r.Type != src.typ {
+		return "", fmt.Errorf("resourceType %s, want %s", r.Type, src.typ)
+	}
+	out, err := r.Stamp(src.id, 1, now)
+	if err != nil {
+		return "", err
+	}
+	lu := `"lastUpdated":"` + now.Format(lastUpdatedLayout) + `"`
+	if strings.Count(string(out), lu) != 1 {
+		return "", fmt.Errorf("canonical JSON does not hold %s once", lu)
+	}
+	return strings.Replace(string(out), lu, `"lastUpdated":"`+lastUpdatedMark+`"`, 1), nil
+}
+
+// patientOf reads what the benchmarks search a Patient by.
+func patientOf(id string, raw []byte) (*Patient, error) {
+	var pt struct {
+		Name       []struct{ Family string }
+		Identifier []struct{ System, Value string }
+	}
+	if err := json.Unmarshal(raw, &pt); err != nil {
+		return nil, err
+	}
+	p := &Patient{ID: id}
+	if len(pt.Name) > 0 {
+		p.Family = pt.Name[0].Family
+	}
+	for _, i := range pt.Identifier {
+		if i.System == SyntheaSystem {
+			p.MRN = i.Value
+		}
+	}
+	if p.Family == "" || p.MRN == "" {
+		return nil, errors.New("a Patient without a family name or a Synthea identifier")
 	}
 	return p, nil
 }
