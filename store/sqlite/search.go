@@ -262,7 +262,19 @@ func (s *Store) plan(ctx context.Context, q *search.Query) (*searchPlan, error) 
 
 	// inner: the matches with their sort keys; page: the window after the
 	// cursor; the outer statement adds the bodies of that window only.
+	// The page's matches: from current, the driving set gathered by IN,
+	// or walked in rid order when it can be (ordered.go); the count
+	// keeps the IN form.
+	from, pageFilter := "current AS c", filter
 	cols := []frag{{sql: "c.rid AS rid"}}
+	if driver >= 0 && conds[driver].walk != nil {
+		var seek frag
+		from, seek = conds[driver].walk.walk()
+		pageFilter = joinFrags(" AND ", append([]frag{seek}, where[1:]...))
+		// x.rid, not c.rid: the planner sees that the walk delivers it
+		// in order and needs no sort for ORDER BY rid.
+		cols[0] = frag{sql: "x.rid AS rid"}
+	}
 	var order, outerOrder []string
 	type term struct {
 		expr string
@@ -294,7 +306,7 @@ func (s *Store) plan(ctx context.Context, q *search.Query) (*searchPlan, error) 
 	}
 	order = append(order, "rid")
 	outerOrder = append(outerOrder, "p.rid")
-	inner := joinFrags(", ", cols).wrap("SELECT ", " FROM current AS c WHERE ").append(filter)
+	inner := joinFrags(", ", cols).wrap("SELECT ", " FROM "+from+" WHERE ").append(pageFilter)
 
 	windowWhere := frag{sql: "1"}
 	if plan.cursor != nil {
@@ -390,6 +402,9 @@ type cond struct {
 	// clause usually is (lower first): a reference or an id names one
 	// resource, a token code a concept, a range a share of everything.
 	rank int
+	// walk, when set, is set as one seek whose rows come in rid order, for
+	// the page to walk instead of gathering set (ordered.go).
+	walk *alt
 }
 
 // alt is one way for a resource to match a clause: index rows found
@@ -590,6 +605,7 @@ func (c *compiler) clause(cl *search.Clause, types []string, res string) (cond, 
 	}
 	cd := alts(as, res)
 	cd.rank = rankOf(cl)
+	cd.walk = ordered(as)
 	if negated {
 		return negate(cd), nil
 	}

@@ -1,0 +1,94 @@
+package sqlite
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kiln-fhir/kiln/fhir/search"
+	"github.com/kiln-fhir/kiln/store"
+)
+
+// TestSearchWalk: a clause that seeks in rid order drives the page by
+// walking its index rows (ordered.go). Its page has no gathered set and
+// sorts only the page's own rows, and it yields each resource once even
+// when the resource has several rows for the value (the same code in two
+// codings with different displays), page by page, with the same matches
+// and total as before.
+func TestSearchWalk(t *testing.T) {
+	s := openTemp(t)
+	defer s.Close()
+	ctx := context.Background()
+	obs := func(id string, codings ...string) store.Change {
+		body := fmt.Sprintf(`{"resourceType":"Observation","id":%q,"status":"final","code":{"coding":[%s]},"subject":{"reference":"Patient/p1"}}`,
+			id, strings.Join(codings, ","))
+		index, err := search.Extract("Observation", []byte(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return store.Change{Type: "Observation", ID: id, Version: 1, LastUpdated: time.Now(), Method: store.MethodPost, Body: []byte(body), Index: index}
+	}
+	glucose := func(display string) string {
+		return `{"system":"http://loinc.org","code":"2339-0","display":"` + display + `"}`
+	}
+	other := `{"system":"http://loinc.org","code":"8302-2"}`
+	if err := s.Commit(ctx,
+		obs("o1", glucose("Glucose"), glucose("Glucose [Mass/volume] in Blood")),
+		obs("o2", glucose("Glucose")),
+		obs("o3", other),
+		obs("o4", other, glucose("Glucose"), glucose("Glucose in blood")),
+		obs("o5", glucose("Glucose")),
+	); err != nil {
+		t.Fatal(err)
+	}
+	v := []search.Value{{System: "http://loinc.org", Code: "2339-0", HasSystem: true}}
+	want := []string{"o1", "o2", "o4", "o5"}
+	for _, tc := range []struct {
+		name string
+		q    search.Query
+		want []string
+	}{
+		{"token", search.Query{Types: []string{"Observation"}, Filter: []search.Clause{{Param: "code", Type: search.Token, Values: v}}}, want},
+		{"reference", search.Query{Types: []string{"Observation"}, Filter: []search.Clause{{Param: "subject", Type: search.Reference,
+			Values: []search.Value{{Ref: "Patient/p1", RefType: "Patient"}}}}}, []string{"o1", "o2", "o3", "o4", "o5"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, count := range []int{1, 2, 50} {
+				q := tc.q
+				q.Count, q.Total = count, search.TotalAccurate
+				plan, err := s.plan(ctx, &q)
+				if err != nil {
+					t.Fatal(err)
+				}
+				p := explainArgs(t, s, plan.page)
+				if !strings.Contains(plan.page.sql, "AS x CROSS JOIN current AS c ON c.rid = x.rid") ||
+					strings.Contains(p, "LIST SUBQUERY") || strings.Count(p, "USE TEMP B-TREE") > 1 {
+					t.Fatalf("the page does not walk its driving rows:\n%s\n%s", plan.page.sql, p)
+				}
+				var got []string
+				for pages := 0; ; pages++ {
+					page, err := s.Search(ctx, &q)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if page.Total != len(tc.want) {
+						t.Errorf("count %d: total %d, want %d", count, page.Total, len(tc.want))
+					}
+					for _, m := range page.Matches {
+						got = append(got, m.ID)
+					}
+					if page.Next == "" || pages > 10 {
+						break
+					}
+					q.Cursor = page.Next
+				}
+				if !slices.Equal(got, tc.want) {
+					t.Errorf("count %d: pages hold %v, want %v", count, got, tc.want)
+				}
+			}
+		})
+	}
+}
