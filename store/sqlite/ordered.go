@@ -1,6 +1,10 @@
 package sqlite
 
-import "strings"
+import (
+	"context"
+	"fmt"
+	"strings"
+)
 
 // A driving clause that is one seek fixing every key column before rid
 // (a token with system and code, a typed reference, a uri) meets its
@@ -55,4 +59,32 @@ func (a *alt) walk() (from string, where frag) {
 	}
 	first.WriteString(" AND (y." + strings.Join(o.after, ", y.") + ") < (x." + strings.Join(o.after, ", x.") + "))")
 	return o.table + " AS x CROSS JOIN current AS c ON c.rid = x.rid", a.where.append(frag{sql: " AND " + first.String()})
+}
+
+// hasWalk decides how a query whose only drivable clause is a _has finds
+// its page: by gathering the set (every referrer matching the inner
+// clause, mapped to its target: a cost in the referrers) or by walking
+// the type's resources in rid order with the correlated probe, which
+// stops after the page (a cost in the resources walked until count+1
+// match). Patient?_has:Observation:patient:code=<a common code> has tens
+// of thousands of referrers at a million resources and matches most
+// patients: the walk answers in a page's worth of probes.
+//
+// The walk is chosen when the set would be large (driveProbe referrers or
+// more) and the first driveProbe referrers already name more targets than
+// the page needs, a sign that matches are spread over the targets rather
+// than concentrated on a few (one patient's thousand glucose readings),
+// where the walk would probe every target for nothing. Without
+// statistics this is a guess: a code spread thinly over many targets
+// walks farther than it needs to.
+func (s *Store) hasWalk(ctx context.Context, cd cond, count int) (bool, error) {
+	if cd.set == nil || cd.probe == nil || count == 0 {
+		return false, nil
+	}
+	var referrers, targets int
+	sample := cd.set.wrap("SELECT count(*), count(DISTINCT rid) FROM (", fmt.Sprintf(" LIMIT %d)", driveProbe))
+	if err := s.queryRow(ctx, sample).Scan(&referrers, &targets); err != nil {
+		return false, s.mapErr(ctx, err)
+	}
+	return referrers >= driveProbe && targets > count, nil
 }

@@ -92,3 +92,89 @@ func TestSearchWalk(t *testing.T) {
 		})
 	}
 }
+
+// TestSearchHasWalk: a lone _has with many referrers spread over many
+// targets walks the targets with the correlated probe; one whose
+// referrers are concentrated on a few targets gathers the set. Both give
+// the same pages: the targets with a matching referrer, in rid order.
+func TestSearchHasWalk(t *testing.T) {
+	s := openTemp(t)
+	defer s.Close()
+	ctx := context.Background()
+	change := func(typ, id, body string) store.Change {
+		index, err := search.Extract(typ, []byte(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return store.Change{Type: typ, ID: id, Version: 1, LastUpdated: time.Now(), Method: store.MethodPost, Body: []byte(body), Index: index}
+	}
+	obs := func(id, patient, code string) store.Change {
+		return change("Observation", id, fmt.Sprintf(`{"resourceType":"Observation","id":%q,"status":"final",`+
+			`"code":{"coding":[{"system":"http://loinc.org","code":%q}]},"subject":{"reference":"Patient/%s"}}`, id, code, patient))
+	}
+	// 200 patients: every third has 20 Observations of 8302-2 (1,340
+	// referrers over 67 patients); p000 and p001 have 600 each of 2339-0.
+	var changes []store.Change
+	var spread, few []string
+	for i := range 200 {
+		p := fmt.Sprintf("p%03d", i)
+		changes = append(changes, change("Patient", p, `{"resourceType":"Patient","id":"`+p+`"}`))
+		if i%3 == 0 {
+			spread = append(spread, p)
+			for j := range 20 {
+				changes = append(changes, obs(fmt.Sprintf("h%03d-%02d", i, j), p, "8302-2"))
+			}
+		}
+		if i < 2 {
+			few = append(few, p)
+			for j := range 600 {
+				changes = append(changes, obs(fmt.Sprintf("g%03d-%03d", i, j), p, "2339-0"))
+			}
+		}
+	}
+	if err := s.Commit(ctx, changes...); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		code string
+		walk bool
+		want []string
+	}{{"8302-2", true, spread}, {"2339-0", false, few}} {
+		t.Run(tc.code, func(t *testing.T) {
+			q := search.Query{Types: []string{"Patient"}, Count: 20, Total: search.TotalAccurate, Filter: []search.Clause{{Has: &search.Has{
+				Type: "Observation", Param: "patient", Filter: search.Clause{Param: "code", Type: search.Token,
+					Values: []search.Value{{System: "http://loinc.org", Code: tc.code, HasSystem: true}}}}}}}
+			plan, err := s.plan(ctx, &q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if walks := !strings.Contains(plan.page.sql, " IN (SELECT t.rid"); walks != tc.walk {
+				t.Errorf("the page walks the targets: %v, want %v:\n%s", walks, tc.walk, plan.page.sql)
+			}
+			p := explainArgs(t, s, plan.page)
+			if m := scanOfTable.FindString(p); m != "" {
+				t.Errorf("%q in the plan:\n%s", m, p)
+			}
+			var got []string
+			for pages := 0; ; pages++ {
+				page, err := s.Search(ctx, &q)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if page.Total != len(tc.want) {
+					t.Errorf("total %d, want %d", page.Total, len(tc.want))
+				}
+				for _, m := range page.Matches {
+					got = append(got, m.ID)
+				}
+				if page.Next == "" || pages > 20 {
+					break
+				}
+				q.Cursor = page.Next
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("pages hold %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

@@ -189,6 +189,17 @@ func (s *Store) plan(ctx context.Context, q *search.Query) (*searchPlan, error) 
 			drivable = append(drivable, i)
 		}
 	}
+	if len(drivable) == 1 && conds[drivable[0]].probe != nil {
+		// A lone _has with many referrers: walk the type (ordered.go).
+		i := drivable[0]
+		walk, err := s.hasWalk(ctx, conds[i], q.Count)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: search: %w", err)
+		}
+		if walk {
+			conds[i].set, conds[i].pred, drivable = nil, *conds[i].probe, nil
+		}
+	}
 	slices.SortStableFunc(drivable, func(a, b int) int { return conds[a].rank - conds[b].rank })
 	if len(drivable) == 1 {
 		driver = drivable[0]
@@ -405,6 +416,9 @@ type cond struct {
 	// walk, when set, is set as one seek whose rows come in rid order, for
 	// the page to walk instead of gathering set (ordered.go).
 	walk *alt
+	// probe, when set, is pred as a correlated probe that gathers nothing,
+	// for a _has whose referrers are too many to gather (ordered.go).
+	probe *frag
 }
 
 // alt is one way for a resource to match a clause: index rows found
@@ -1371,6 +1385,12 @@ func (c *compiler) has(cl *search.Clause, types []string, res string) (cond, err
 	pred := pidf.wrap("EXISTS (SELECT 1 FROM ix_ref AS x WHERE ", " AND x.ref_id = "+res+".id AND x.ref_type = "+res+".type AND +x.rid IN (").
 		append(referrers).append(frag{sql: "))"})
 	cd := cond{pred: pred, rank: inner.rank}
+	// The same test without the set: this resource's referrers, each
+	// tested for the inner clause (ordered.go, hasWalk).
+	probe := frag{sql: "EXISTS (SELECT 1 FROM ix_ref AS x CROSS JOIN current AS " + ra + " ON " + ra + ".rid = x.rid WHERE "}.
+		append(pidf).append(frag{" AND x.ref_id = " + res + ".id AND x.ref_type = " + res + ".type AND +" + ra + ".type = ? AND +" +
+		ra + ".deleted = 0 AND ", []any{h.Type}}).append(inner.pred).append(frag{sql: ")"})
+	cd.probe = &probe
 	if inner.set != nil {
 		set := referrers.wrap("SELECT t.rid FROM (", ") AS r0 CROSS JOIN ix_ref AS x ON x.rid = r0.rid AND ").
 			append(pidf).append(frag{sql: " CROSS JOIN current AS t ON t.type = x.ref_type AND t.id = x.ref_id"})
