@@ -274,11 +274,13 @@ func (s *Store) plan(ctx context.Context, q *search.Query) (*searchPlan, error) 
 	// inner: the matches with their sort keys; page: the window after the
 	// cursor; the outer statement adds the bodies of that window only.
 	// The page's matches: from current, the driving set gathered by IN,
-	// or walked in rid order when it can be (ordered.go); the count
-	// keeps the IN form.
+	// or walked in rid order when it can be (ordered.go) and it pays: the
+	// set is large (its probe reached driveProbe, or it was not probed)
+	// and the page can stop early (no _sort, which ranks every match).
+	// The count keeps the IN form.
 	from, pageFilter := "current AS c", filter
 	cols := []frag{{sql: "c.rid AS rid"}}
-	if driver >= 0 && conds[driver].walk != nil {
+	if driver >= 0 && conds[driver].walk != nil && best >= driveProbe && len(plan.keys) == 0 {
 		var seek frag
 		from, seek = conds[driver].walk.walk()
 		pageFilter = joinFrags(" AND ", append([]frag{seek}, where[1:]...))
