@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -87,4 +88,26 @@ func (s *Store) hasWalk(ctx context.Context, cd cond, count int) (bool, error) {
 		return false, s.mapErr(ctx, err)
 	}
 	return referrers >= driveProbe && targets > count, nil
+}
+
+// hasProbe is a _has test of the resource aliased res as a correlated
+// probe: its referrers (ix_ref rows of pids pointing at it), each tested
+// for the inner clause pred, compiled against the referrer's current row
+// aliased ra. When pred reads nothing of that row but its rid, the
+// ix_ref row itself is aliased ra (its rid is the referrer's, and index
+// rows exist only for live resources of the pids' type), which saves a
+// lookup of current per referrer: the walk probes every referrer of
+// every target it passes.
+func hasProbe(pids []any, pred frag, typ, ra, res string) *frag {
+	var f frag
+	if strings.Count(pred.sql, ra+".") == strings.Count(pred.sql, ra+".rid") {
+		f = frag{"EXISTS (SELECT 1 FROM ix_ref AS " + ra + " WHERE " + ra + ".pid IN (" + placeholders(len(pids)) + ") AND " +
+			ra + ".ref_id = " + res + ".id AND " + ra + ".ref_type = " + res + ".type AND ", pids}
+	} else {
+		f = frag{"EXISTS (SELECT 1 FROM ix_ref AS x CROSS JOIN current AS " + ra + " ON " + ra + ".rid = x.rid WHERE x.pid IN (" +
+			placeholders(len(pids)) + ") AND x.ref_id = " + res + ".id AND x.ref_type = " + res + ".type AND +" + ra + ".type = ? AND +" +
+			ra + ".deleted = 0 AND ", append(slices.Clone(pids), typ)}
+	}
+	f = f.append(pred).append(frag{sql: ")"})
+	return &f
 }

@@ -140,21 +140,39 @@ func TestSearchHasWalk(t *testing.T) {
 	if err := s.Commit(ctx, changes...); err != nil {
 		t.Fatal(err)
 	}
+	code := func(c string) search.Clause {
+		return search.Clause{Param: "code", Type: search.Token, Values: []search.Value{{System: "http://loinc.org", Code: c, HasSystem: true}}}
+	}
+	any := append(slices.Clone(spread), "p001")
+	slices.Sort(any)
 	for _, tc := range []struct {
-		code string
-		walk bool
-		want []string
-	}{{"8302-2", true, spread}, {"2339-0", false, few}} {
-		t.Run(tc.code, func(t *testing.T) {
-			q := search.Query{Types: []string{"Patient"}, Count: 20, Total: search.TotalAccurate, Filter: []search.Clause{{Has: &search.Has{
-				Type: "Observation", Param: "patient", Filter: search.Clause{Param: "code", Type: search.Token,
-					Values: []search.Value{{System: "http://loinc.org", Code: tc.code, HasSystem: true}}}}}}}
+		name  string
+		inner search.Clause
+		count int
+		walk  bool
+		want  []string
+	}{
+		{"spread", code("8302-2"), 20, true, spread},
+		{"concentrated", code("2339-0"), 20, false, few},
+		// An inner clause on the referrer's current row (not only its
+		// rid): the probe joins current.
+		{"on the referrer's row", search.Clause{Param: "_lastUpdated", Type: search.Date, Values: []search.Value{{Prefix: search.Gt,
+			Start: time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC), End: time.Date(2000, 1, 2, 0, 0, 0, 0, time.UTC)}}}, 1, true, any},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			q := search.Query{Types: []string{"Patient"}, Count: tc.count, Total: search.TotalAccurate, Filter: []search.Clause{{Has: &search.Has{
+				Type: "Observation", Param: "patient", Filter: tc.inner}}}}
 			plan, err := s.plan(ctx, &q)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if walks := !strings.Contains(plan.page.sql, " IN (SELECT t.rid"); walks != tc.walk {
 				t.Errorf("the page walks the targets: %v, want %v:\n%s", walks, tc.walk, plan.page.sql)
+			}
+			// The probe joins current only when the inner clause reads
+			// more of the referrer than its rid (hasProbe).
+			if joins := strings.Contains(plan.page.sql, "FROM ix_ref AS x CROSS JOIN current AS"); tc.walk && joins != (tc.inner.Param == "_lastUpdated") {
+				t.Errorf("the probe joins current: %v:\n%s", joins, plan.page.sql)
 			}
 			p := explainArgs(t, s, plan.page)
 			if m := scanOfTable.FindString(p); m != "" {
@@ -172,7 +190,7 @@ func TestSearchHasWalk(t *testing.T) {
 				for _, m := range page.Matches {
 					got = append(got, m.ID)
 				}
-				if page.Next == "" || pages > 20 {
+				if page.Next == "" || pages > 100 {
 					break
 				}
 				q.Cursor = page.Next

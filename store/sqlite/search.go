@@ -1389,10 +1389,7 @@ func (c *compiler) has(cl *search.Clause, types []string, res string) (cond, err
 	cd := cond{pred: pred, rank: inner.rank}
 	// The same test without the set: this resource's referrers, each
 	// tested for the inner clause (ordered.go, hasWalk).
-	probe := frag{sql: "EXISTS (SELECT 1 FROM ix_ref AS x CROSS JOIN current AS " + ra + " ON " + ra + ".rid = x.rid WHERE "}.
-		append(pidf).append(frag{" AND x.ref_id = " + res + ".id AND x.ref_type = " + res + ".type AND +" + ra + ".type = ? AND +" +
-		ra + ".deleted = 0 AND ", []any{h.Type}}).append(inner.pred).append(frag{sql: ")"})
-	cd.probe = &probe
+	cd.probe = hasProbe(anys(pids), inner.pred, h.Type, ra, res)
 	if inner.set != nil {
 		set := referrers.wrap("SELECT t.rid FROM (", ") AS r0 CROSS JOIN ix_ref AS x ON x.rid = r0.rid AND ").
 			append(pidf).append(frag{sql: " CROSS JOIN current AS t ON t.type = x.ref_type AND t.id = x.ref_id"})
