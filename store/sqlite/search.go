@@ -189,6 +189,17 @@ func (s *Store) plan(ctx context.Context, q *search.Query) (*searchPlan, error) 
 			drivable = append(drivable, i)
 		}
 	}
+	if len(drivable) == 1 && conds[drivable[0]].probe != nil {
+		// A lone _has with many referrers: walk the type (ordered.go).
+		i := drivable[0]
+		walk, err := s.hasWalk(ctx, conds[i], q.Count)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: search: %w", err)
+		}
+		if walk {
+			conds[i].set, conds[i].pred, drivable = nil, *conds[i].probe, nil
+		}
+	}
 	slices.SortStableFunc(drivable, func(a, b int) int { return conds[a].rank - conds[b].rank })
 	if len(drivable) == 1 {
 		driver = drivable[0]
@@ -262,7 +273,21 @@ func (s *Store) plan(ctx context.Context, q *search.Query) (*searchPlan, error) 
 
 	// inner: the matches with their sort keys; page: the window after the
 	// cursor; the outer statement adds the bodies of that window only.
+	// The page's matches: from current, the driving set gathered by IN,
+	// or walked in rid order when it can be (ordered.go) and it pays: the
+	// set is large (its probe reached driveProbe, or it was not probed)
+	// and the page can stop early (no _sort, which ranks every match).
+	// The count keeps the IN form.
+	from, pageFilter := "current AS c", filter
 	cols := []frag{{sql: "c.rid AS rid"}}
+	if driver >= 0 && conds[driver].walk != nil && best >= driveProbe && len(plan.keys) == 0 {
+		var seek frag
+		from, seek = conds[driver].walk.walk()
+		pageFilter = joinFrags(" AND ", append([]frag{seek}, where[1:]...))
+		// x.rid, not c.rid: the planner sees that the walk delivers it
+		// in order and needs no sort for ORDER BY rid.
+		cols[0] = frag{sql: "x.rid AS rid"}
+	}
 	var order, outerOrder []string
 	type term struct {
 		expr string
@@ -294,7 +319,7 @@ func (s *Store) plan(ctx context.Context, q *search.Query) (*searchPlan, error) 
 	}
 	order = append(order, "rid")
 	outerOrder = append(outerOrder, "p.rid")
-	inner := joinFrags(", ", cols).wrap("SELECT ", " FROM current AS c WHERE ").append(filter)
+	inner := joinFrags(", ", cols).wrap("SELECT ", " FROM "+from+" WHERE ").append(pageFilter)
 
 	windowWhere := frag{sql: "1"}
 	if plan.cursor != nil {
@@ -390,6 +415,12 @@ type cond struct {
 	// clause usually is (lower first): a reference or an id names one
 	// resource, a token code a concept, a range a share of everything.
 	rank int
+	// walk, when set, is set as one seek whose rows come in rid order, for
+	// the page to walk instead of gathering set (ordered.go).
+	walk *alt
+	// probe, when set, is pred as a correlated probe that gathers nothing,
+	// for a _has whose referrers are too many to gather (ordered.go).
+	probe *frag
 }
 
 // alt is one way for a resource to match a clause: index rows found
@@ -590,6 +621,7 @@ func (c *compiler) clause(cl *search.Clause, types []string, res string) (cond, 
 	}
 	cd := alts(as, res)
 	cd.rank = rankOf(cl)
+	cd.walk = ordered(as)
 	if negated {
 		return negate(cd), nil
 	}
@@ -1355,6 +1387,9 @@ func (c *compiler) has(cl *search.Clause, types []string, res string) (cond, err
 	pred := pidf.wrap("EXISTS (SELECT 1 FROM ix_ref AS x WHERE ", " AND x.ref_id = "+res+".id AND x.ref_type = "+res+".type AND +x.rid IN (").
 		append(referrers).append(frag{sql: "))"})
 	cd := cond{pred: pred, rank: inner.rank}
+	// The same test without the set: this resource's referrers, each
+	// tested for the inner clause (ordered.go, hasWalk).
+	cd.probe = hasProbe(anys(pids), inner.pred, h.Type, ra, res)
 	if inner.set != nil {
 		set := referrers.wrap("SELECT t.rid FROM (", ") AS r0 CROSS JOIN ix_ref AS x ON x.rid = r0.rid AND ").
 			append(pidf).append(frag{sql: " CROSS JOIN current AS t ON t.type = x.ref_type AND t.id = x.ref_id"})
