@@ -53,10 +53,12 @@ type serveConfig struct {
 	exportMaxJobs  int
 	exportFileSize int64
 	exportExpiry   time.Duration
+	exportLease    time.Duration
 	// mongoURI selects the MongoDB backend instead of the embedded store;
 	// mongoDB names its database (default: the URI's, else "kiln").
-	mongoURI string
-	mongoDB  string
+	mongoURI     string
+	mongoDB      string
+	mongoTimeout time.Duration
 	// tlsCert and tlsKey, both set, serve HTTPS (TLS 1.2 or later).
 	tlsCert, tlsKey string
 }
@@ -83,11 +85,13 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.logFormat, "log-format", env("KILN_LOG_FORMAT", "text"), "text or json (KILN_LOG_FORMAT)")
 	fs.StringVar(&c.mongoURI, "mongo-uri", env("KILN_MONGO_URI", ""), "MongoDB connection string; when set, resources live in MongoDB instead of the embedded store (KILN_MONGO_URI)")
 	fs.StringVar(&c.mongoDB, "mongo-db", env("KILN_MONGO_DB", ""), "MongoDB database name; default the URI's, else kiln (KILN_MONGO_DB)")
+	fs.DurationVar(&c.mongoTimeout, "mongo-timeout", 5*time.Second, "bound on connecting to MongoDB and on each operation; past it a request answers 503 (KILN_MONGO_TIMEOUT)")
 	fs.StringVar(&c.searchHandling, "search-handling", env("KILN_SEARCH_HANDLING", "lenient"), "unknown search parameters: lenient (ignored and reported) or strict (400) (KILN_SEARCH_HANDLING)")
 	fs.IntVar(&c.exportWorkers, "export-workers", 2, "bulk exports this process runs at once (KILN_EXPORT_WORKERS)")
 	fs.IntVar(&c.exportMaxJobs, "export-max-jobs", 4, "bulk exports queued or running at once; more get 429 (KILN_EXPORT_MAX_JOBS)")
 	fs.Int64Var(&c.exportFileSize, "export-file-size", 128<<20, "bytes after which an export file is split (KILN_EXPORT_FILE_SIZE)")
 	fs.DurationVar(&c.exportExpiry, "export-expiry", time.Hour, "how long a finished export's files are kept (KILN_EXPORT_EXPIRY)")
+	fs.DurationVar(&c.exportLease, "export-lease", 30*time.Second, "how long a process holds a running export without renewing it; when a process dies another takes the export over after this (KILN_EXPORT_LEASE)")
 }
 
 func serve(ctx context.Context, args []string) (err error) {
@@ -224,6 +228,7 @@ func serve(ctx context.Context, args []string) (err error) {
 			MaxJobs:     cfg.exportMaxJobs,
 			MaxFileSize: cfg.exportFileSize,
 			Expiry:      cfg.exportExpiry,
+			Lease:       cfg.exportLease,
 			Logger:      logger,
 		}, exportStore)
 		// Closing hands a running export back, for the next start to
@@ -319,7 +324,7 @@ var (
 // hold credentials).
 func openStore(ctx context.Context, cfg serveConfig, logger *slog.Logger) (st store.Store, backend, where string, err error) {
 	if cfg.mongoURI != "" {
-		db, err := mongo.Open(ctx, cfg.mongoURI, mongo.Options{Database: cfg.mongoDB, Logger: logger})
+		db, err := mongo.Open(ctx, cfg.mongoURI, mongo.Options{Database: cfg.mongoDB, Timeout: cfg.mongoTimeout, Logger: logger})
 		if err != nil {
 			return nil, "", "", fmt.Errorf("mongodb: %w", err)
 		}
@@ -445,8 +450,25 @@ func (c *serveConfig) numbersFromEnv(fs *flag.FlagSet) error {
 		}
 		c.exportExpiry = d
 	}
-	if c.exportWorkers <= 0 || c.exportMaxJobs <= 0 || c.exportFileSize <= 0 || c.exportExpiry <= 0 {
-		return fmt.Errorf("--export-workers, --export-max-jobs, --export-file-size and --export-expiry must be positive")
+	if v, ok := os.LookupEnv("KILN_MONGO_TIMEOUT"); ok && !given["mongo-timeout"] {
+		d, err := time.ParseDuration(strings.TrimSpace(v))
+		if err != nil || d <= 0 {
+			return fmt.Errorf("KILN_MONGO_TIMEOUT=%q: want a positive duration (5s, 1m)", v)
+		}
+		c.mongoTimeout = d
+	}
+	if c.mongoTimeout <= 0 {
+		return fmt.Errorf("--mongo-timeout must be a positive duration")
+	}
+	if v, ok := os.LookupEnv("KILN_EXPORT_LEASE"); ok && !given["export-lease"] {
+		d, err := time.ParseDuration(strings.TrimSpace(v))
+		if err != nil {
+			return fmt.Errorf("KILN_EXPORT_LEASE=%q: want a duration (30s, 1m)", v)
+		}
+		c.exportLease = d
+	}
+	if c.exportWorkers <= 0 || c.exportMaxJobs <= 0 || c.exportFileSize <= 0 || c.exportExpiry <= 0 || c.exportLease <= 0 {
+		return fmt.Errorf("--export-workers, --export-max-jobs, --export-file-size, --export-expiry and --export-lease must be positive")
 	}
 	return nil
 }
