@@ -53,11 +53,19 @@ func TestAPIOnMongo(t *testing.T) {
 		// FerretDB's SQLite handler evaluates filters over whole
 		// collections, counts included: every search, conditional write
 		// and history total reads every stored document, so the cost of
-		// each scenario grows with what the earlier ones stored. The
-		// 1,600-resource corpus alone takes over ten minutes there, and
-		// the 8 MB of official examples make every later scenario seconds
-		// slower. The corpus and all the examples run against a real
-		// MongoDB (KILN_TEST_MONGO_URI).
+		// each scenario grows with what the earlier ones stored. Measured
+		// with KILN_TEST_FERRETDB_CORPUS=1 on two loaded cores (7 Dec
+		// 2026): loading the 1,606-resource corpus took 9 minutes (3
+		// resources/s), and its first case, Patient?name=ko, had no
+		// answer within the client's 60 s (a string search there is an
+		// $unwind aggregation over the collection and then a find: every
+		// stored document read twice, FerretDB's index-less way), so no case could
+		// be judged: none is known to fail, none to pass. 333 cases at
+		// that pace do not fit any test budget. The 8 MB of official
+		// examples make every later scenario seconds slower too. The
+		// corpus and all the examples run against a real MongoDB
+		// (KILN_TEST_MONGO_URI); the store-level search suite
+		// (conformance/storetest) passes on FerretDB.
 		t.Log("search corpus skipped on FerretDB (too slow for the test budget); set " + mongotest.EnvURI + " to run it, or " +
 			corpusOnFerretDB + "=1 to run it on FerretDB anyway")
 		opts.SkipCorpus = true
