@@ -81,7 +81,7 @@ Usage:
                        create an EHR launch context; prints the launch handle
   kiln keys rotate --data DIR
                        new id_token signing key (the old one stays published)
-                       (client, user, launch, keys: --mongo-uri URI [--mongo-db NAME]
+                       (import, client, user, launch, keys: --mongo-uri URI [--mongo-db NAME]
                        instead of --data for a server on MongoDB)
   kiln export --url BASE --out DIR [--type T,…] [--since INSTANT] [--group ID]
                        bulk-export from a FHIR server into NDJSON files

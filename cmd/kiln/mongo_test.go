@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -27,7 +28,13 @@ func TestAPIOnMongo(t *testing.T) {
 	}
 	srv := mongotest.Start(t)
 	const maxBody = 4 << 20
-	k := startKilnMongo(t, srv.URI, fmt.Sprintf("kiln_api_%d", time.Now().UnixNano()), "--max-body", fmt.Sprint(maxBody))
+	extra := []string{"--max-body", fmt.Sprint(maxBody)}
+	if srv.FerretDB && os.Getenv(corpusOnFerretDB) != "" {
+		// A corpus search scans the whole collection on FerretDB: seconds
+		// each on a loaded machine, past the default 5 s (503).
+		extra = append(extra, "--mongo-timeout", "5m")
+	}
+	k := startKilnMongo(t, srv.URI, fmt.Sprintf("kiln_api_%d", time.Now().UnixNano()), extra...)
 	if !strings.Contains(k.logs(), `"store":"mongo"`) {
 		t.Fatalf("kiln did not log the mongo store:\n%s", tail(k.logs(), 10))
 	}
@@ -42,16 +49,25 @@ func TestAPIOnMongo(t *testing.T) {
 	case !strings.Contains(logs, `"transactions":true`):
 		t.Fatalf("kiln did not log whether the database has transactions:\n%s", tail(logs, 10))
 	}
-	if srv.FerretDB {
+	if srv.FerretDB && os.Getenv(corpusOnFerretDB) == "" {
 		// FerretDB's SQLite handler evaluates filters over whole
 		// collections, counts included: every search, conditional write
 		// and history total reads every stored document, so the cost of
-		// each scenario grows with what the earlier ones stored. The
-		// 1,600-resource corpus alone takes over ten minutes there, and
-		// the 8 MB of official examples make every later scenario seconds
-		// slower. The corpus and all the examples run against a real
-		// MongoDB (KILN_TEST_MONGO_URI).
-		t.Log("search corpus skipped on FerretDB (too slow for the test budget); set " + mongotest.EnvURI + " to run it")
+		// each scenario grows with what the earlier ones stored. Measured
+		// with KILN_TEST_FERRETDB_CORPUS=1 on two loaded cores (7 Dec
+		// 2026): loading the 1,606-resource corpus took 9 minutes (3
+		// resources/s), and its first case, Patient?name=ko, had no
+		// answer within the client's 60 s (a string search there is an
+		// $unwind aggregation over the collection and then a find: every
+		// stored document read twice, FerretDB's index-less way), so no case could
+		// be judged: none is known to fail, none to pass. 333 cases at
+		// that pace do not fit any test budget. The 8 MB of official
+		// examples make every later scenario seconds slower too. The
+		// corpus and all the examples run against a real MongoDB
+		// (KILN_TEST_MONGO_URI); the store-level search suite
+		// (conformance/storetest) passes on FerretDB.
+		t.Log("search corpus skipped on FerretDB (too slow for the test budget); set " + mongotest.EnvURI + " to run it, or " +
+			corpusOnFerretDB + "=1 to run it on FerretDB anyway")
 		opts.SkipCorpus = true
 		all := len(opts.Examples)
 		opts.Examples = examplesPerType(t, opts.Examples, opts.Invalid)
@@ -60,6 +76,10 @@ func TestAPIOnMongo(t *testing.T) {
 	}
 	apitest.Run(t, k.base, opts)
 }
+
+// corpusOnFerretDB, set, runs the search corpus and every example on
+// FerretDB too (about half an hour on two cores).
+const corpusOnFerretDB = "KILN_TEST_FERRETDB_CORPUS"
 
 // examplesPerType keeps the smallest example of each resource type (the
 // first by name among equals) and every example in invalid.

@@ -54,10 +54,12 @@ type serveConfig struct {
 	exportMaxJobs  int
 	exportFileSize int64
 	exportExpiry   time.Duration
+	exportLease    time.Duration
 	// mongoURI selects the MongoDB backend instead of the embedded store;
 	// mongoDB names its database (default: the URI's, else "kiln").
-	mongoURI string
-	mongoDB  string
+	mongoURI     string
+	mongoDB      string
+	mongoTimeout time.Duration
 	// tlsCert and tlsKey, both set, serve HTTPS (TLS 1.2 or later).
 	tlsCert, tlsKey string
 	// SMART token lifetimes (--auth=smart): access tokens, refresh
@@ -87,6 +89,7 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.logFormat, "log-format", env("KILN_LOG_FORMAT", "text"), "text or json (KILN_LOG_FORMAT)")
 	fs.StringVar(&c.mongoURI, "mongo-uri", env("KILN_MONGO_URI", ""), "MongoDB connection string; when set, resources live in MongoDB instead of the embedded store (KILN_MONGO_URI)")
 	fs.StringVar(&c.mongoDB, "mongo-db", env("KILN_MONGO_DB", ""), "MongoDB database name; default the URI's, else kiln (KILN_MONGO_DB)")
+	fs.DurationVar(&c.mongoTimeout, "mongo-timeout", 5*time.Second, "bound on connecting to MongoDB and on each operation; past it a request answers 503 (KILN_MONGO_TIMEOUT)")
 	fs.StringVar(&c.searchHandling, "search-handling", env("KILN_SEARCH_HANDLING", "lenient"), "unknown search parameters: lenient (ignored and reported) or strict (400) (KILN_SEARCH_HANDLING)")
 	fs.IntVar(&c.exportWorkers, "export-workers", 2, "bulk exports this process runs at once (KILN_EXPORT_WORKERS)")
 	fs.IntVar(&c.exportMaxJobs, "export-max-jobs", 4, "bulk exports queued or running at once; more get 429 (KILN_EXPORT_MAX_JOBS)")
@@ -99,6 +102,7 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.accessTTL, "access-token-ttl", time.Hour, "lifetime of SMART access tokens and id_tokens (KILN_ACCESS_TOKEN_TTL)")
 	fs.DurationVar(&c.refreshTTL, "refresh-token-ttl", 90*24*time.Hour, "lifetime of SMART refresh tokens; each refresh issues a new one (KILN_REFRESH_TOKEN_TTL)")
 	fs.DurationVar(&c.codeTTL, "auth-code-ttl", time.Minute, "lifetime of SMART authorization codes (KILN_AUTH_CODE_TTL)")
+	fs.DurationVar(&c.exportLease, "export-lease", 30*time.Second, "how long a process holds a running export without renewing it; when a process dies another takes the export over after this (KILN_EXPORT_LEASE)")
 }
 
 func serve(ctx context.Context, args []string) (err error) {
@@ -250,6 +254,7 @@ func serve(ctx context.Context, args []string) (err error) {
 			MaxJobs:     cfg.exportMaxJobs,
 			MaxFileSize: cfg.exportFileSize,
 			Expiry:      cfg.exportExpiry,
+			Lease:       cfg.exportLease,
 			Logger:      logger,
 		}, exportStore)
 		// Closing hands a running export back, for the next start to
@@ -348,7 +353,7 @@ var (
 // hold credentials).
 func openStore(ctx context.Context, cfg serveConfig, logger *slog.Logger) (st store.Store, backend, where string, err error) {
 	if cfg.mongoURI != "" {
-		db, err := mongo.Open(ctx, cfg.mongoURI, mongo.Options{Database: cfg.mongoDB, Logger: logger})
+		db, err := mongo.Open(ctx, cfg.mongoURI, mongo.Options{Database: cfg.mongoDB, Timeout: cfg.mongoTimeout, Logger: logger})
 		if err != nil {
 			return nil, "", "", fmt.Errorf("mongodb: %w", err)
 		}
@@ -475,6 +480,8 @@ func (c *serveConfig) numbersFromEnv(fs *flag.FlagSet) error {
 		{"access-token-ttl", "KILN_ACCESS_TOKEN_TTL", &c.accessTTL},
 		{"refresh-token-ttl", "KILN_REFRESH_TOKEN_TTL", &c.refreshTTL},
 		{"auth-code-ttl", "KILN_AUTH_CODE_TTL", &c.codeTTL},
+		{"export-lease", "KILN_EXPORT_LEASE", &c.exportLease},
+		{"mongo-timeout", "KILN_MONGO_TIMEOUT", &c.mongoTimeout},
 	} {
 		if v, ok := os.LookupEnv(n.env); ok && !given[n.flag] {
 			d, err := time.ParseDuration(strings.TrimSpace(v))
@@ -484,8 +491,11 @@ func (c *serveConfig) numbersFromEnv(fs *flag.FlagSet) error {
 			*n.dst = d
 		}
 	}
-	if c.exportWorkers <= 0 || c.exportMaxJobs <= 0 || c.exportFileSize <= 0 || c.exportExpiry <= 0 {
-		return fmt.Errorf("--export-workers, --export-max-jobs, --export-file-size and --export-expiry must be positive")
+	if c.mongoTimeout <= 0 {
+		return fmt.Errorf("--mongo-timeout must be a positive duration")
+	}
+	if c.exportWorkers <= 0 || c.exportMaxJobs <= 0 || c.exportFileSize <= 0 || c.exportExpiry <= 0 || c.exportLease <= 0 {
+		return fmt.Errorf("--export-workers, --export-max-jobs, --export-file-size, --export-expiry and --export-lease must be positive")
 	}
 	// A zero lifetime would fall back to smart.Config's default silently;
 	// one shorter than a second is rounded away by fosite.

@@ -16,7 +16,13 @@ import (
 // patient A's token against patient B's record, and what each scope lets
 // $everything return (the operations table in fhir/rest/operations.go).
 func TestPatientMatrixOperations(t *testing.T) {
-	f := newFixture(t)
+	patientMatrixOperations(t, newFixture(t), nil)
+}
+
+// patientMatrixOperations runs TestPatientMatrixOperations' attempts on
+// f, and the checks of A's own $everything that leave does not name a
+// reason to skip (all when leave is nil).
+func patientMatrixOperations(t *testing.T, f *fixture, leave func(name string) (reason string)) {
 	a, b := f.a, f.b
 	patientA := func(rules ...rest.Rule) *rest.Access {
 		return &rest.Access{ClientID: "portal", FHIRUser: "Patient/" + a.id, Patient: a.id, Rules: rules}
@@ -101,6 +107,14 @@ func TestPatientMatrixOperations(t *testing.T) {
 		})
 	}
 
+	skip := func(t *testing.T, name string) {
+		if leave == nil {
+			return
+		}
+		if reason := leave(name); reason != "" {
+			t.Skip(reason)
+		}
+	}
 	// A's $everything holds A's record and the directory data it
 	// references, nothing of B's, page after page.
 	everything := func(t *testing.T, token, query string) []string {
@@ -153,6 +167,7 @@ func TestPatientMatrixOperations(t *testing.T) {
 		{"_type", "obs+patient", "_type=Observation", []string{"Observation"}},
 	} {
 		t.Run("$everything of A: "+tc.name, func(t *testing.T) {
+			skip(t, tc.name)
 			got := everything(t, tc.token, tc.query)
 			if slices.Contains(got, "Condition/"+f.crossCond) {
 				t.Errorf("B's condition is in A's $everything")
@@ -179,6 +194,7 @@ func TestPatientMatrixOperations(t *testing.T) {
 		})
 	}
 	t.Run("$everything of A: granular scope", func(t *testing.T) {
+		skip(t, "granular scope")
 		got := everything(t, "lab", "_count=1000")
 		for _, id := range got {
 			if typ, oid, _ := strings.Cut(id, "/"); typ == "Observation" && !category(t, a.bodies[id], "laboratory") {
@@ -192,6 +208,7 @@ func TestPatientMatrixOperations(t *testing.T) {
 	// A practitioner (user/*.rs) sees every patient: B's $everything is
 	// B's whole record.
 	t.Run("$everything of B for a practitioner", func(t *testing.T) {
+		skip(t, "B for a practitioner")
 		r := f.client(t, "practitioner").Do("GET", "/Patient/"+b.id+"/$everything?_count=1000", nil)
 		if r.Status != http.StatusOK {
 			t.Fatalf("%d %.300s", r.Status, r.Body)

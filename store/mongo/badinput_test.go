@@ -202,7 +202,9 @@ func TestLargeDocuments(t *testing.T) {
 		t.Skip("moves tens of megabytes")
 	}
 	srv := mongotest.Start(t)
-	s := openStore(t, srv)
+	// Writing 10 MB through FerretDB's SQLite handler can take longer
+	// than the default 5 s operation timeout on a loaded machine.
+	s := openStoreWith(t, srv, mongo.Options{Timeout: time.Minute})
 	pad := strings.Repeat("x", 10<<20)
 	c := create(t, s, "Basic", "big", `"code":{"text":"big"},"text":{"status":"generated","div":"<div>`+pad+`</div>"}`)
 	r, err := s.Read(t.Context(), "Basic", "big")

@@ -34,10 +34,18 @@ import (
 // job_chunks: the files' contents in numbered chunks ({job, file, n,
 // data}, the GridFS layout: files are written and served a chunk at a
 // time, never held whole). Kiln keeps its own chunks collection rather
-// than GridFS proper because a chunk belongs to a job, is written only
-// while the job's owner holds it, and goes with the job — conditions the
-// gridfs package cannot express. Deleting a job deletes its chunks and
-// claims; the export service deletes expired jobs (fhir/bulk).
+// than GridFS proper, although the driver's GridFSBucket works against
+// FerretDB v1.24.2 as well (upload, download by id and name, delete:
+// checked): a GridFS file is one upload stream of chunks of exactly
+// chunkSize bytes (the driver refuses to read others, ErrWrongSize),
+// visible once its files document is written; store.Jobs writes
+// numbered chunks of whole NDJSON lines, of varying size, each only while
+// the job's owner holds it (checked before and after), and a take-over
+// rewrites the same chunk numbers. GridFS would need fixed-size chunks
+// from the export writer and one upload per file and attempt: a change
+// of the store.Jobs contract both backends implement. Deleting a job
+// deletes its chunks and claims; the export service deletes expired jobs
+// (fhir/bulk).
 const (
 	jobsName   = "jobs"
 	claimsName = "job_claims"

@@ -21,11 +21,18 @@ var dbSeq atomic.Int64
 // when t ends (on an external server; FerretDB's data is a temp dir).
 func openStore(t testing.TB, srv *mongotest.Server) *mongo.Store {
 	t.Helper()
+	return openStoreWith(t, srv, mongo.Options{})
+}
+
+// openStoreWith is openStore with options o (Database and Logger are the
+// helper's).
+func openStoreWith(t testing.TB, srv *mongotest.Server, o mongo.Options) *mongo.Store {
+	t.Helper()
 	name := fmt.Sprintf("kiln_test_%d_%d", time.Now().UnixNano()%1e9, dbSeq.Add(1))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	s, err := mongo.Open(ctx, srv.URI, mongo.Options{Database: name,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	o.Database, o.Logger = name, slog.New(slog.NewTextHandler(io.Discard, nil))
+	s, err := mongo.Open(ctx, srv.URI, o)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}

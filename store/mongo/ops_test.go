@@ -59,7 +59,12 @@ func TestExplainUsesIndex(t *testing.T) {
 			}
 			plan := raw.String()
 			if srv.FerretDB {
-				t.Skipf("FerretDB's explain reports its own SQLite query, not MongoDB index use (%.200s…): index use is checked on MongoDB (KILN_TEST_MONGO_URI)", plan)
+				// FerretDB v1.24's explain is SQLite's query plan
+				// ({"queryPlanner": {"Plan": ["… detail=SCAN resources_…"]}}):
+				// its SQLite handler pushes down an _id equality only and
+				// evaluates every other filter over the whole table, so there
+				// is no winning plan and no index use to check.
+				t.Skipf("FerretDB's explain is SQLite's plan, a full scan for any filter but _id (%.200s…): index use is checked on MongoDB (KILN_TEST_MONGO_URI)", plan)
 			}
 			winning, err := raw.LookupErr("queryPlanner", "winningPlan")
 			if err != nil {

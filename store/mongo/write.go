@@ -162,30 +162,43 @@ func (s *Store) apply(ctx context.Context, i int, c *store.Change, wt time.Time)
 	// the version is taken back and the change lost.
 	vkey := versionKey(c.Type, c.ID, c.Version)
 	if _, err := s.versions.InsertOne(ctx, ver); err != nil {
-		if mongo.IsDuplicateKeyError(err) {
-			// Version n exists: current is n, or becomes n as soon as its
-			// writer moves the current document.
+		if !mongo.IsDuplicateKeyError(err) {
+			return s.writeErr(ctx, err)
+		}
+		// Version n exists: current is n, or becomes n as soon as its
+		// writer moves the current document — unless that writer died
+		// between the two writes (kill -9 without transactions).
+		reclaimed, err := s.reclaimOrphan(ctx, key, vkey, c.Version)
+		if err != nil {
+			return s.writeErr(ctx, err)
+		}
+		if !reclaimed {
 			return &lostCAS{index: i, key: key, atLeast: c.Version}
 		}
-		return s.writeErr(ctx, err)
+		if _, err := s.versions.InsertOne(ctx, ver); err != nil {
+			if mongo.IsDuplicateKeyError(err) {
+				return &lostCAS{index: i, key: key, atLeast: c.Version}
+			}
+			return s.writeErr(ctx, err)
+		}
 	}
 	moved := true
 	if c.Version == 1 {
 		if _, err := s.resources.InsertOne(ctx, cur); err != nil {
 			if !mongo.IsDuplicateKeyError(err) {
-				return s.undo(ctx, vkey, s.writeErr(ctx, err))
+				return s.undo(ctx, vkey, wt.UnixMicro(), s.writeErr(ctx, err))
 			}
 			moved = false
 		}
 	} else {
 		res, err := s.resources.ReplaceOne(ctx, bson.D{{Key: "_id", Value: key}, {Key: "v", Value: c.Version - 1}}, cur)
 		if err != nil {
-			return s.undo(ctx, vkey, s.writeErr(ctx, err))
+			return s.undo(ctx, vkey, wt.UnixMicro(), s.writeErr(ctx, err))
 		}
 		moved = res.MatchedCount > 0
 	}
 	if !moved {
-		return s.undo(ctx, vkey, &lostCAS{index: i, key: key})
+		return s.undo(ctx, vkey, wt.UnixMicro(), &lostCAS{index: i, key: key})
 	}
 	if c.Version > 1 {
 		if _, err := s.versions.UpdateOne(ctx, bson.D{{Key: "_id", Value: versionKey(c.Type, c.ID, c.Version-1)}},
@@ -197,14 +210,74 @@ func (s *Store) apply(ctx context.Context, i int, c *store.Change, wt time.Time)
 }
 
 // undo takes back the version document of a change that lost, then
-// returns err. Inside a transaction the abort does it anyway.
-func (s *Store) undo(ctx context.Context, vkey string, err error) error {
+// returns err. Inside a transaction the abort does it anyway. It deletes
+// only its own document (the same wt): if a stall made it an orphan that
+// another writer reclaimed, the version there now is the other writer's.
+func (s *Store) undo(ctx context.Context, vkey string, wt int64, err error) error {
 	if !s.Transactions {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
 		defer cancel()
-		_, _ = s.versions.DeleteOne(dctx, bson.D{{Key: "_id", Value: vkey}})
+		_, _ = s.versions.DeleteOne(dctx, bson.D{{Key: "_id", Value: vkey}, {Key: "wt", Value: wt}})
 	}
 	return err
+}
+
+// orphanAge is how old a version document must be, with the current
+// document still at the version before it, to count as an orphan: its
+// writer inserted it and died before moving the current document. wt is
+// taken before the insert, and each of the two writes is bounded by the
+// timeout, so a live writer has moved the current document by wt plus
+// twice the timeout; the margin covers clock skew between Kiln processes
+// (wt is the writer's clock). 15 s with the default timeout.
+func (s *Store) orphanAge() time.Duration { return 2*s.timeout + 5*time.Second }
+
+// reclaimOrphan deletes version document vkey (version v of key) when it
+// is an orphan, and reports whether it did. Only a deployment without
+// transactions leaves orphans: there a version and its current document
+// are two writes (apply), and a process killed between them leaves a
+// version nobody can write again; within a transaction both or neither
+// are written. The delete is conditional on the orphan's wt, so of two
+// writers reclaiming it only one deletes it and the other's insert then
+// loses on the unique _id.
+//
+// What remains: a writer stalled longer than orphanAge between its two
+// writes (a suspended process) that then moves the current document
+// finds its version document gone; that version is then missing from
+// history. A replica set, with transactions, has no such window.
+func (s *Store) reclaimOrphan(ctx context.Context, key, vkey string, v int64) (bool, error) {
+	if s.Transactions {
+		return false, nil
+	}
+	var orphan struct {
+		WT int64 `bson:"wt"`
+	}
+	err := s.versions.FindOne(ctx, bson.D{{Key: "_id", Value: vkey}},
+		options.FindOne().SetProjection(bson.D{{Key: "wt", Value: 1}})).Decode(&orphan)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return true, nil // taken back meanwhile: try again
+	}
+	if err != nil {
+		return false, err
+	}
+	if time.Since(time.UnixMicro(orphan.WT)) < s.orphanAge() {
+		return false, nil // its writer may be moving the current document now
+	}
+	var cur struct {
+		V int64 `bson:"v"`
+	}
+	err = s.resources.FindOne(ctx, bson.D{{Key: "_id", Value: key}},
+		options.FindOne().SetProjection(bson.D{{Key: "v", Value: 1}})).Decode(&cur)
+	if err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
+		return false, err
+	}
+	if cur.V != v-1 {
+		return false, nil // the current document moved on: a real conflict
+	}
+	res, err := s.versions.DeleteOne(ctx, bson.D{{Key: "_id", Value: vkey}, {Key: "wt", Value: orphan.WT}})
+	if err != nil {
+		return false, err
+	}
+	return res.DeletedCount == 1, nil
 }
 
 func (s *Store) writeErr(ctx context.Context, err error) error {
