@@ -534,7 +534,7 @@ func TestKickoffErrors(t *testing.T) {
 	}{
 		{"no Prefer", "/$export", []string{"Accept", "application/fhir+json"}, 400},
 		{"no Accept", "/$export", []string{"Prefer", "respond-async"}, 400},
-		{"parquet", "/$export?_outputFormat=application/vnd.apache.parquet", kickoffHeaders, 400},
+		{"unknown _outputFormat", "/$export?_outputFormat=text/csv", kickoffHeaders, 400},
 		{"bad _since", "/$export?_since=yesterday", kickoffHeaders, 400},
 		{"unknown type", "/$export?_type=Nonsense", kickoffHeaders, 400},
 		{"type outside the compartment", "/Patient/$export?_type=Practitioner", kickoffHeaders, 400},

@@ -31,8 +31,9 @@ type exporter struct {
 	total   int
 	done    int // types finished, for X-Progress
 
-	res      result
-	out, del *fileWriter
+	res result
+	out output      // the resources: NDJSON or Parquet
+	del *fileWriter // deleted: NDJSON Bundles
 
 	puts      chan chunk // to the chunk writer (startPuts)
 	putDone   chan error
@@ -51,6 +52,9 @@ func (x *exporter) run(ctx context.Context) (res result, err error) {
 	}()
 	x.res = result{Output: []file{}, Error: []file{}, Deleted: []file{}}
 	x.out, x.del = x.writer(&x.res.Output, false), x.writer(&x.res.Deleted, true)
+	if x.sp.Format == formatParquet {
+		x.out = x.parquetWriter(&x.res.Output)
+	}
 	// A worker taking over starts the files afresh; the snapshot
 	// (transactionTime) is the job's, so the result is the same.
 	if err := x.h.st.DeleteChunks(ctx, x.job.ID, x.job.Owner); err != nil {

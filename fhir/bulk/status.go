@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/kiln-fhir/kiln/fhir/outcome"
@@ -168,7 +169,11 @@ func (h *Handler) file(w http.ResponseWriter, r *http.Request, id, name string) 
 	if err != nil {
 		return err
 	}
-	w.Header().Set("Content-Type", "application/fhir+ndjson")
+	ct := "application/fhir+ndjson"
+	if strings.HasSuffix(name, ".parquet") {
+		ct = parquetMediaType
+	}
+	w.Header().Set("Content-Type", ct)
 	w.WriteHeader(http.StatusOK)
 	if r.Method == http.MethodHead {
 		return nil

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,40 +14,11 @@ import (
 	"github.com/parquet-go/parquet-go"
 )
 
-// readBack opens a written file with parquet-go's reader and returns,
-// for each row, every column's non-null values as text, by dotted
-// column path ("code.coding.code": ["8867-4"]).
 func readBack(t *testing.T, data []byte) []map[string][]string {
 	t.Helper()
-	f, err := parquet.OpenFile(bytes.NewReader(data), int64(len(data)))
+	rows, err := Rows(bytes.NewReader(data), int64(len(data)))
 	if err != nil {
-		t.Fatalf("open: %v", err)
-	}
-	var paths []string
-	for _, p := range f.Schema().Columns() {
-		paths = append(paths, strings.Join(p, "."))
-	}
-	r := parquet.NewReader(f)
-	defer r.Close()
-	var rows []map[string][]string
-	buf := make([]parquet.Row, 1)
-	for {
-		n, err := r.ReadRows(buf)
-		if n == 1 {
-			m := map[string][]string{}
-			for _, v := range buf[0] {
-				if !v.IsNull() {
-					m[paths[v.Column()]] = append(m[paths[v.Column()]], v.String())
-				}
-			}
-			rows = append(rows, m)
-		}
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatalf("read row %d: %v", len(rows), err)
-		}
+		t.Fatalf("read back: %v", err)
 	}
 	return rows
 }

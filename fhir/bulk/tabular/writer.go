@@ -81,6 +81,11 @@ func (w *Writer) Write(body []byte) (err error) {
 	return nil
 }
 
+// Pending is how many bytes of resource JSON the open row group holds:
+// the file grows by about that much (less, compressed) when it is
+// written.
+func (w *Writer) Pending() int { return w.pending }
+
 // Rows is how many resources were written.
 func (w *Writer) Rows() int { return w.rows }
 
