@@ -35,7 +35,8 @@ type exporter struct {
 	out output      // the resources: NDJSON or Parquet
 	del *fileWriter // deleted: NDJSON Bundles
 
-	puts      chan chunk // to the chunk writer (startPuts)
+	puts      chan chunk  // to the chunk writer (startPuts)
+	free      chan []byte // chunk buffers the chunk writer is done with
 	putDone   chan error
 	putErr    error
 	putFailed atomic.Bool
@@ -109,8 +110,10 @@ func (x *exporter) exportType(ctx context.Context, typ string) error {
 	}
 	q := store.ScanQuery{Type: typ, At: x.sp.TransactionTime, Since: x.sp.Since,
 		Deleted: !x.sp.Since.IsZero(), Count: x.h.cfg.pageSize}
-	for {
-		page, err := x.h.st.Scan(ctx, q)
+	pages, stop := x.scan(ctx, q)
+	defer stop()
+	for sc := range pages {
+		page, err := sc.page, sc.err
 		if err != nil {
 			return err
 		}
@@ -152,12 +155,39 @@ func (x *exporter) exportType(ctx context.Context, typ string) error {
 		if x.h.cfg.pageHook != nil {
 			x.h.cfg.pageHook(x.job.ID, typ)
 		}
-		if page.Next == "" {
-			break
-		}
-		q.After = page.Next
 	}
 	return x.out.close(ctx)
+}
+
+// scanned is one page of a scan, or why there is none.
+type scanned struct {
+	page store.ScanPage
+	err  error
+}
+
+// scan reads q's pages on a goroutine of its own, one page ahead of the
+// caller: the store reads the next page while this one is written out
+// (the scan is most of an export's time; BenchmarkExport). The channel
+// closes after the last page or an error; stop ends the scan early.
+func (x *exporter) scan(ctx context.Context, q store.ScanQuery) (<-chan scanned, func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	out := make(chan scanned, 1)
+	go func() {
+		defer close(out)
+		for {
+			page, err := x.h.st.Scan(ctx, q)
+			select {
+			case out <- scanned{page, err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil || page.Next == "" {
+				return
+			}
+			q.After = page.Next
+		}
+	}()
+	return out, cancel
 }
 
 // inScope reports whether r belongs to the export's patients. A deleted
@@ -322,8 +352,18 @@ func (w *fileWriter) flush(ctx context.Context) error {
 		return err
 	}
 	w.chunks++
-	w.buf = make([]byte, 0, chunkSize+64<<10)
+	w.buf = w.x.buffer()
 	return nil
+}
+
+// buffer returns an empty chunk buffer, a used one when there is one.
+func (x *exporter) buffer() []byte {
+	select {
+	case b := <-x.free:
+		return b
+	default:
+		return make([]byte, 0, chunkSize+64<<10)
+	}
 }
 
 // chunk is one chunk on its way to the store.
@@ -339,14 +379,23 @@ type chunk struct {
 // putQueue chunks wait, so a running export holds a few MiB at most.
 func (x *exporter) startPuts(ctx context.Context) {
 	puts, done := make(chan chunk, putQueue), make(chan error, 1)
-	x.puts, x.putDone = puts, done
+	x.puts, x.putDone, x.free = puts, done, make(chan []byte, putQueue+1)
 	go func() {
 		var err error
 		for c := range puts {
 			if err == nil {
-				err = x.h.st.PutChunk(ctx, x.job.ID, x.job.Owner, c.file, c.n, c.data)
+				packed := packChunk(c.file, c.data)
+				err = x.h.st.PutChunk(ctx, x.job.ID, x.job.Owner, c.file, c.n, packed)
 				if err != nil {
 					x.putFailed.Store(true)
+				}
+				if &packed[0] != &c.data[0] {
+					// Compressed: the buffer is free again (the store may
+					// keep what it was given, never what it was not).
+					select {
+					case x.free <- c.data[:0]:
+					default:
+					}
 				}
 			}
 		}
