@@ -12,7 +12,7 @@ import (
 // RowGroupBytes is how much resource JSON a row group holds before it is
 // written out: the bound on what a Writer keeps in memory (the column
 // buffers of one row group, a few times this).
-const RowGroupBytes = 8 << 20
+const RowGroupBytes = 4 << 20
 
 // Writer writes one resource type's Parquet file, row group by row group.
 type Writer struct {
