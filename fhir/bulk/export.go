@@ -41,6 +41,9 @@ type exporter struct {
 	putErr    error
 	putFailed atomic.Bool
 	deleted   []string // deletions not yet written (at most maxDeletedEntries)
+	// provenance holds the ids of the Provenance associated with the
+	// exported resources (includeAssociatedData, provenance.go).
+	provenance map[string]bool
 }
 
 func (x *exporter) run(ctx context.Context) (res result, err error) {
@@ -71,11 +74,15 @@ func (x *exporter) run(ctx context.Context) (res result, err error) {
 	if x.sp.Compartment && x.sp.Patients != nil && len(x.sp.Patients) == 0 {
 		x.sp.Types = nil // no patient in scope: nothing to export
 	}
+	x.provenance = map[string]bool{}
 	for _, typ := range x.sp.Types {
 		if err := x.exportType(ctx, typ); err != nil {
 			return result{}, err
 		}
 		x.done++
+	}
+	if err := x.exportProvenance(ctx); err != nil {
+		return result{}, err
 	}
 	if err := x.writeDeleted(ctx); err != nil {
 		return result{}, err
@@ -123,6 +130,7 @@ func (x *exporter) exportType(ctx context.Context, typ string) error {
 				return err
 			}
 		}
+		var exported []string // ids, for includeAssociatedData
 		for _, r := range page.Resources {
 			in, err := x.inScope(ctx, comp, r)
 			if err != nil {
@@ -137,17 +145,16 @@ func (x *exporter) exportType(ctx context.Context, typ string) error {
 				}
 			case matched != nil && !matched[r.ID]:
 			default:
-				body := r.Body
-				if len(x.sp.Elements) > 0 {
-					if body, err = resource.Elements(body, x.sp.Elements); err != nil {
-						return err
-					}
-				}
-				if err := x.out.line(ctx, typ, body); err != nil {
+				if err := x.write(ctx, typ, r); err != nil {
 					return err
 				}
-				x.total++
+				if x.sp.Provenance != "" {
+					exported = append(exported, r.ID)
+				}
 			}
+		}
+		if err := x.associate(ctx, typ, exported); err != nil {
+			return err
 		}
 		if err := x.renew(ctx, typ); err != nil {
 			return err
@@ -188,6 +195,23 @@ func (x *exporter) scan(ctx context.Context, q store.ScanQuery) (<-chan scanned,
 		}
 	}()
 	return out, cancel
+}
+
+// write writes one exported resource, with only the elements _elements
+// names.
+func (x *exporter) write(ctx context.Context, typ string, r store.Resource) error {
+	body := r.Body
+	if len(x.sp.Elements) > 0 {
+		var err error
+		if body, err = resource.Elements(body, x.sp.Elements); err != nil {
+			return err
+		}
+	}
+	if err := x.out.line(ctx, typ, body); err != nil {
+		return err
+	}
+	x.total++
+	return nil
 }
 
 // inScope reports whether r belongs to the export's patients. A deleted

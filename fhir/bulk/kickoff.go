@@ -41,6 +41,9 @@ type spec struct {
 	Since           time.Time `json:"since,omitzero"`
 	Types           []string  `json:"types"`
 	Elements        []string  `json:"elements,omitempty"`
+	// Provenance is includeAssociatedData: provenanceLatest,
+	// provenanceRelevant or empty (provenance.go).
+	Provenance string `json:"provenance,omitempty"`
 	// Format is the output format: formatParquet, or empty for NDJSON.
 	Format string `json:"format,omitempty"`
 	// Patients confines a Patient or Group export to these patients'
@@ -293,7 +296,7 @@ func (k *kickoffParser) parse(params url.Values) error {
 	slices.Sort(names)
 	for _, n := range names {
 		switch n {
-		case "_outputFormat", "_since", "_type", "_elements", "patient", "_typeFilter":
+		case "_outputFormat", "_since", "_type", "_elements", "patient", "_typeFilter", "includeAssociatedData":
 		default:
 			if err := k.ignore(false, n, fmt.Sprintf("parameter %s is not supported by this server's $export", n)); err != nil {
 				return err
@@ -324,6 +327,9 @@ func (k *kickoffParser) parse(params url.Values) error {
 		return err
 	}
 	if err := k.elements(list(params["_elements"])); err != nil {
+		return err
+	}
+	if err := k.associatedData(list(params["includeAssociatedData"])); err != nil {
 		return err
 	}
 	return k.typeFilters(list(params["_typeFilter"]))
