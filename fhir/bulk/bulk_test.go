@@ -24,13 +24,31 @@ import (
 	"github.com/kiln-fhir/kiln/store/sqlite"
 )
 
+// backend is a store both the REST API and the bulk handler run on.
+type backend interface {
+	Store
+	rest.Store
+	Close() error
+}
+
+// openBackend opens the store of a test server: a SQLite file, or while
+// TestOnMongo runs, a database of its MongoDB server (mongo_test.go).
+// The tests of this package do not run in parallel, so TestOnMongo can
+// swap it for the tests it runs.
+var openBackend = func(t *testing.T) backend {
+	st, err := sqlite.Open(t.Context(), sqlite.Config{Path: filepath.Join(t.TempDir(), "kiln.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
 // server is Kiln's serving shape in one process: the REST API behind the
-// bulk handler, as cmd/kiln wires them, on a real SQLite file and real
-// HTTP on loopback.
+// bulk handler, as cmd/kiln wires them, on a real store (a SQLite file,
+// or MongoDB) and real HTTP on loopback.
 type server struct {
 	t    *testing.T
-	st   *sqlite.Store
-	path string
+	st   backend
 	cfg  Config
 	mu   sync.Mutex
 	bulk *Handler
@@ -40,12 +58,8 @@ type server struct {
 
 func newServer(t *testing.T, cfg Config) *server {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "kiln.db")
-	st, err := sqlite.Open(t.Context(), sqlite.Config{Path: path})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &server{t: t, st: st, path: path, cfg: testConfig(cfg)}
+	st := openBackend(t)
+	s := &server{t: t, st: st, cfg: testConfig(cfg)}
 	s.api = rest.New(rest.Config{}, st)
 	s.bulk = New(s.cfg, st)
 	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
