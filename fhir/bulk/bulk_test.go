@@ -2,6 +2,7 @@ package bulk
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -535,6 +536,21 @@ func TestFileSplit(t *testing.T) {
 	if got, want := ids(s.download(m.Output)), current(t, s.st, "Observation"); !slices.Equal(got, want) {
 		t.Errorf("exported %v, want %v", got, want)
 	}
+}
+
+// TestLargeResource: a resource larger than a chunk makes a chunk of its
+// own, stored compressed and served whole.
+func TestLargeResource(t *testing.T) {
+	s := newServer(t, Config{})
+	data := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte("kiln large binary "), 300_000)) // ~7 MB
+	s.put("Binary", "big", fmt.Sprintf(`{"resourceType":"Binary","id":"big","contentType":"text/plain","data":%q}`, data))
+	s.put("Binary", "small", `{"resourceType":"Binary","id":"small","contentType":"text/plain","data":"a2lsbg=="}`)
+	m := s.poll(s.kickoff("/$export?_type=Binary"))
+	got := s.download(m.Output)
+	if ids := ids(got); !slices.Equal(ids, []string{"Binary/big", "Binary/small"}) || got["Binary"][0]["data"] != data {
+		t.Errorf("exported %v", ids)
+	}
+	sameAsStore(t, s.st, s, m.Output)
 }
 
 func TestKickoffErrors(t *testing.T) {
