@@ -91,6 +91,21 @@ func TestBulkExportOnBinary(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(out, "Patient-1.ndjson")); !bytes.Contains(b, []byte(`"id":"bp1"`)) {
 		t.Errorf("Patient-1.ndjson: %s", b)
 	}
+	// --format parquet: Parquet files, their rows checked against the
+	// manifest by the command.
+	out = t.TempDir()
+	cmd = exec.Command(kilnBinary(t), "export", "--url", k.base, "--type", "Patient,Observation", "--group", "bg", "--out", out, "--quiet", "--format", "parquet")
+	if summary, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(summary), "exported 2 resources") {
+		t.Fatalf("kiln export --format parquet: %v\n%s", err, summary)
+	}
+	files = nil
+	entries, _ = os.ReadDir(out)
+	for _, e := range entries {
+		files = append(files, e.Name())
+	}
+	if !slices.Equal(files, []string{"Observation-1.parquet", "Patient-1.parquet"}) {
+		t.Errorf("kiln export --format parquet wrote %v", files)
+	}
 
 	// Bulk requests are logged like the REST API's, without their query
 	// strings (which may name patients).

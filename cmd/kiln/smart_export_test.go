@@ -378,6 +378,32 @@ func TestSMARTExportOnBinary(t *testing.T) {
 				t.Errorf("the backend client's export lacks %q: %v", s, all[sysStatus])
 			}
 		}
+		// The kick-offs refused with 403 (a granular scope, above) are
+		// in the trail too, as failures of the portal client
+		// (cmd/kiln/bulkaudit.go).
+		status, _, body := bulkDo(t, http.MethodGet, k.base+"/AuditEvent?subtype=export&_count=1000", sysAll)
+		var bundle struct {
+			Entry []struct {
+				Resource struct {
+					Outcome string
+					Agent   []struct {
+						Who struct{ Identifier struct{ Value string } }
+					}
+				}
+			}
+		}
+		if status != http.StatusOK || json.Unmarshal(body, &bundle) != nil {
+			t.Fatalf("AuditEvent search: %d %.300s", status, body)
+		}
+		refused := 0
+		for _, e := range bundle.Entry {
+			if e.Resource.Outcome != "0" && len(e.Resource.Agent) > 0 && e.Resource.Agent[0].Who.Identifier.Value == clientID {
+				refused++
+			}
+		}
+		if refused < 4 {
+			t.Errorf("%d refused export requests of %s audited, want the 4 kick-offs refused with 403", refused, clientID)
+		}
 	})
 	t.Logf("TestSMARTExportOnBinary: %v", time.Since(start).Round(time.Millisecond))
 }

@@ -14,10 +14,11 @@ import (
 // export appears in the audit trail: subtype export, the app and user of
 // the token, the job's status URL as the entity, and, for a
 // patient-confined token, the patient (so that the patient sees the
-// export of their record in their own AuditEvents). Requests without a
-// valid token and --auth=none are not audited: there is nobody to record.
-// Neither is a token the Authorizer refuses outright (403: no scope an
-// export can use), as the refusal carries no grant to name the client.
+// export of their record in their own AuditEvents). A valid token the
+// Authorizer refuses outright (403: no scope an export can use) is
+// audited too, with its outcome, when the Authorizer can name its client
+// (Identifier). Requests without a valid token and --auth=none are not
+// audited: there is nobody to record.
 
 // auditKey keys the request's requestAudit in its context.
 type auditKey struct{}

@@ -1,6 +1,7 @@
 package bulk
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kiln-fhir/kiln/fhir/audit"
+	"github.com/kiln-fhir/kiln/fhir/outcome"
 )
 
 // auditEvents lists the AuditEvents of query through the REST API.
@@ -182,5 +184,63 @@ func TestAudit(t *testing.T) {
 				t.Errorf("Patient/p2's AuditEvents: %v, want the portal export's only", mine)
 			}
 		})
+	}
+}
+
+// scopeless refuses every token with 403, as a token without an export
+// scope is, and names the client of the ones it knows (Identifier).
+type scopeless tokens
+
+func (s scopeless) Export(r *http.Request) (Grant, error) {
+	if _, err := tokens(s).Export(r); err != nil {
+		return Grant{}, err
+	}
+	return Grant{}, outcome.New(http.StatusForbidden, outcome.CodeForbidden, "no scope an export can use")
+}
+
+func (s scopeless) Identify(r *http.Request) (Grant, bool) {
+	g, err := tokens(s).Export(r)
+	return g, err == nil
+}
+
+// TestAuditRefused: a kick-off refused with 403 (a valid token without
+// an export scope) is an AuditEvent with a failure outcome, naming the
+// client and the patient of a patient token; without a token (401)
+// nothing is recorded.
+func TestAuditRefused(t *testing.T) {
+	s := newServer(t, Config{})
+	seed(s)
+	w := audit.New(audit.Config{Interval: 10 * time.Millisecond}, s.st)
+	s.restart(Config{Authorizer: scopeless{
+		"app":    {Client: "app", ClientID: "app"},
+		"portal": {Client: "portal", ClientID: "portal", Patient: "p2", FHIRUser: "https://kiln.example/Patient/p2"},
+	}, Audit: w})
+	expectOutcome(t, s.do("GET", "/$export?_type=Patient", nil, append(slices.Clone(kickoffHeaders), "Authorization", "Bearer app")...),
+		http.StatusForbidden, "kick-off without an export scope")
+	expectOutcome(t, s.do("GET", "/Patient/$export", nil, append(slices.Clone(kickoffHeaders), "Authorization", "Bearer portal")...),
+		http.StatusForbidden, "patient token without an export scope")
+	expectOutcome(t, s.do("GET", "/$export", nil, kickoffHeaders...), http.StatusUnauthorized, "kick-off without a token")
+	s.srv.Close()
+	w.Close()
+
+	events := s.auditEvents("subtype=export")
+	var got []string
+	for _, e := range events {
+		url, step := e.job()
+		got = append(got, e.Agent[0].Who.Identifier.Value+" "+step+" outcome "+e.Outcome+" job "+url+" patients "+strings.Join(e.patients(), ","))
+		query := ""
+		for _, en := range e.Entity {
+			if q, err := base64.StdEncoding.DecodeString(en.Query); err == nil && en.Query != "" {
+				query = string(q)
+			}
+		}
+		if !strings.Contains(query, "$export") {
+			t.Errorf("refused kick-off event without its query: %+v", e.Entity)
+		}
+	}
+	slices.Sort(got)
+	want := []string{"app  outcome 4 job  patients ", "portal  outcome 4 job  patients Patient/p2"}
+	if !slices.Equal(got, want) {
+		t.Errorf("AuditEvents of refused kick-offs:\n%q\nwant\n%q", got, want)
 	}
 }

@@ -76,6 +76,15 @@ type Authorizer interface {
 	Export(r *http.Request) (Grant, error)
 }
 
+// Identifier is optionally implemented by an Authorizer: it names the
+// client of credentials that Export refused with 403 (a valid token
+// without a scope an export can use), so that the refusal is audited
+// like every other export step (Config.Audit). ok is false when the
+// credentials name no client.
+type Identifier interface {
+	Identify(r *http.Request) (g Grant, ok bool)
+}
+
 // Grant is what one client may export.
 type Grant struct {
 	// Client identifies the client: only the client that started an
@@ -367,8 +376,15 @@ func (h *Handler) grant(r *http.Request) (Grant, error) {
 		return Grant{}, nil
 	}
 	g, err := h.cfg.Authorizer.Export(r)
-	if ra, ok := r.Context().Value(auditKey{}).(*requestAudit); ok && err == nil {
+	ra, ok := r.Context().Value(auditKey{}).(*requestAudit)
+	switch {
+	case !ok:
+	case err == nil:
 		ra.grant, ra.granted = g, true
+	case outcome.As(err).Status == http.StatusForbidden:
+		if id, ok := h.cfg.Authorizer.(Identifier); ok {
+			ra.grant, ra.granted = id.Identify(r)
+		}
 	}
 	return g, err
 }

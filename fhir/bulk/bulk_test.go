@@ -2,6 +2,7 @@ package bulk
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -24,13 +25,31 @@ import (
 	"github.com/kiln-fhir/kiln/store/sqlite"
 )
 
+// backend is a store both the REST API and the bulk handler run on.
+type backend interface {
+	Store
+	rest.Store
+	Close() error
+}
+
+// openBackend opens the store of a test server: a SQLite file, or while
+// TestOnMongo runs, a database of its MongoDB server (mongo_test.go).
+// The tests of this package do not run in parallel, so TestOnMongo can
+// swap it for the tests it runs.
+var openBackend = func(t *testing.T) backend {
+	st, err := sqlite.Open(t.Context(), sqlite.Config{Path: filepath.Join(t.TempDir(), "kiln.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
 // server is Kiln's serving shape in one process: the REST API behind the
-// bulk handler, as cmd/kiln wires them, on a real SQLite file and real
-// HTTP on loopback.
+// bulk handler, as cmd/kiln wires them, on a real store (a SQLite file,
+// or MongoDB) and real HTTP on loopback.
 type server struct {
 	t    *testing.T
-	st   *sqlite.Store
-	path string
+	st   backend
 	cfg  Config
 	mu   sync.Mutex
 	bulk *Handler
@@ -40,12 +59,8 @@ type server struct {
 
 func newServer(t *testing.T, cfg Config) *server {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "kiln.db")
-	st, err := sqlite.Open(t.Context(), sqlite.Config{Path: path})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &server{t: t, st: st, path: path, cfg: testConfig(cfg)}
+	st := openBackend(t)
+	s := &server{t: t, st: st, cfg: testConfig(cfg)}
 	s.api = rest.New(rest.Config{}, st)
 	s.bulk = New(s.cfg, st)
 	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -523,6 +538,21 @@ func TestFileSplit(t *testing.T) {
 	}
 }
 
+// TestLargeResource: a resource larger than a chunk makes a chunk of its
+// own, stored compressed and served whole.
+func TestLargeResource(t *testing.T) {
+	s := newServer(t, Config{})
+	data := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte("kiln large binary "), 300_000)) // ~7 MB
+	s.put("Binary", "big", fmt.Sprintf(`{"resourceType":"Binary","id":"big","contentType":"text/plain","data":%q}`, data))
+	s.put("Binary", "small", `{"resourceType":"Binary","id":"small","contentType":"text/plain","data":"a2lsbg=="}`)
+	m := s.poll(s.kickoff("/$export?_type=Binary"))
+	got := s.download(m.Output)
+	if ids := ids(got); !slices.Equal(ids, []string{"Binary/big", "Binary/small"}) || got["Binary"][0]["data"] != data {
+		t.Errorf("exported %v", ids)
+	}
+	sameAsStore(t, s.st, s, m.Output)
+}
+
 func TestKickoffErrors(t *testing.T) {
 	s := newServer(t, Config{})
 	seed(s)
@@ -534,7 +564,7 @@ func TestKickoffErrors(t *testing.T) {
 	}{
 		{"no Prefer", "/$export", []string{"Accept", "application/fhir+json"}, 400},
 		{"no Accept", "/$export", []string{"Prefer", "respond-async"}, 400},
-		{"parquet", "/$export?_outputFormat=application/vnd.apache.parquet", kickoffHeaders, 400},
+		{"unknown _outputFormat", "/$export?_outputFormat=text/csv", kickoffHeaders, 400},
 		{"bad _since", "/$export?_since=yesterday", kickoffHeaders, 400},
 		{"unknown type", "/$export?_type=Nonsense", kickoffHeaders, 400},
 		{"type outside the compartment", "/Patient/$export?_type=Practitioner", kickoffHeaders, 400},
@@ -570,7 +600,7 @@ func TestLenient(t *testing.T) {
 			t.Errorf("DELETE: %d", r.status)
 		}
 	}
-	m := s.poll(s.kickoff("/$export?_type=Practitioner,Nonsense&_foo=1&includeAssociatedData=LatestProvenanceResources",
+	m := s.poll(s.kickoff("/$export?_type=Practitioner,Nonsense&_foo=1&includeAssociatedData=_kilnNone",
 		"Prefer", "handling=lenient"))
 	if got := ids(s.download(m.Output)); !slices.Equal(got, []string{"Practitioner/dr"}) {
 		t.Errorf("exported %v", got)
@@ -587,25 +617,68 @@ func TestLenient(t *testing.T) {
 	}
 }
 
-// TestIncludeAssociatedDataIgnored: includeAssociatedData
-// (export.html#query-parameters) is not built. By default it is ignored
-// and reported (a warning in the 202 body and the manifest's error
-// files); Prefer: handling=strict refuses it (README "Bulk export").
-func TestIncludeAssociatedDataIgnored(t *testing.T) {
-	s := newServer(t, Config{})
+// TestIncludeAssociatedData (E-PA-06): LatestProvenanceResources adds
+// each exported resource's latest Provenance, RelevantProvenanceResources
+// all of them, both together are Relevant, and no other Provenance is
+// exported; an undefined value is ignored and reported, or refused under
+// handling=strict.
+func TestIncludeAssociatedData(t *testing.T) {
+	s := newServer(t, Config{MaxJobs: 20})
 	seed(s)
-	const path = "/$export?_type=Practitioner&includeAssociatedData=LatestProvenanceResources"
+	for _, p := range []struct{ id, target, recorded string }{
+		{"prov-old", "Observation/o-p1-a", "2024-01-01T00:00:00Z"},
+		{"prov-new", "Observation/o-p1-a/_history/1", "2024-06-01T00:00:00+02:00"},
+		{"prov-p3", "Patient/p3", "2024-01-01T00:00:00Z"},
+		{"prov-dr", "Practitioner/dr", "2024-01-01T00:00:00Z"},
+	} {
+		s.put("Provenance", p.id, fmt.Sprintf(`{"resourceType":"Provenance","id":%q,"target":[{"reference":%q}],"recorded":%q,"agent":[{"who":{"reference":"Practitioner/dr"}}]}`,
+			p.id, p.target, p.recorded))
+	}
+	provenance := func(path string, header ...string) ([]string, manifestT) {
+		t.Helper()
+		m := s.poll(s.kickoff(path, header...))
+		var out []string
+		for _, id := range ids(s.download(m.Output)) {
+			if strings.HasPrefix(id, "Provenance/") {
+				out = append(out, id)
+			}
+		}
+		return out, m
+	}
+	for _, tc := range []struct {
+		name, path string
+		want       []string
+	}{
+		{"latest", "/$export?_type=Observation,Patient&includeAssociatedData=LatestProvenanceResources",
+			[]string{"Provenance/prov-new", "Provenance/prov-p3"}},
+		{"relevant", "/$export?_type=Observation,Patient&includeAssociatedData=RelevantProvenanceResources",
+			[]string{"Provenance/prov-new", "Provenance/prov-old", "Provenance/prov-p3"}},
+		{"both: the least restrictive", "/$export?_type=Observation,Patient&includeAssociatedData=LatestProvenanceResources,RelevantProvenanceResources",
+			[]string{"Provenance/prov-new", "Provenance/prov-old", "Provenance/prov-p3"}},
+		{"no other Provenance, even in _type", "/$export?_type=Patient,Provenance&includeAssociatedData=LatestProvenanceResources",
+			[]string{"Provenance/prov-p3"}},
+		{"group", "/Group/g1/$export?includeAssociatedData=LatestProvenanceResources", []string{"Provenance/prov-new"}},
+		{"without: Provenance is a type", "/$export?_type=Provenance", []string{"Provenance/prov-dr", "Provenance/prov-new", "Provenance/prov-old", "Provenance/prov-p3"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, m := provenance(tc.path)
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("Provenance exported %v, want %v", got, tc.want)
+			}
+			if len(m.Error) != 0 {
+				t.Errorf("error files %v", m.Error)
+			}
+		})
+	}
+
+	const path = "/$export?_type=Practitioner&includeAssociatedData=_kilnNone"
 	issues := expectOutcome(t, s.do("GET", path, nil, append(slices.Clone(kickoffHeaders), "Prefer", "handling=strict")...),
-		http.StatusBadRequest, "includeAssociatedData under handling=strict")
+		http.StatusBadRequest, "an undefined includeAssociatedData value under handling=strict")
 	if len(issues) != 1 || !slices.Equal(issues[0].Expression, []string{"includeAssociatedData"}) {
 		t.Errorf("strict refusal: %+v", issues)
 	}
-	r := s.do("GET", path, nil, kickoffHeaders...)
-	if r.status != http.StatusAccepted || !bytes.Contains(r.body, []byte(`"includeAssociatedData"`)) {
-		t.Fatalf("kick-off: %d %s, want 202 with a warning on includeAssociatedData", r.status, r.body)
-	}
-	m := s.poll(r.header.Get("Content-Location"))
-	if got := ids(s.download(m.Output)); !slices.Equal(got, []string{"Practitioner/dr"}) {
+	got, m := provenance(path)
+	if len(got) != 0 {
 		t.Errorf("exported %v", got)
 	}
 	var reported []string
@@ -614,7 +687,7 @@ func TestIncludeAssociatedDataIgnored(t *testing.T) {
 		reported = append(reported, is["severity"].(string)+" "+is["expression"].([]any)[0].(string))
 	}
 	if !slices.Equal(reported, []string{"warning includeAssociatedData"}) {
-		t.Errorf("error files report %v, want the ignored includeAssociatedData", reported)
+		t.Errorf("error files report %v, want the ignored includeAssociatedData value", reported)
 	}
 }
 
@@ -822,6 +895,8 @@ func TestAuthorization(t *testing.T) {
 		t.Errorf("type-limited grant exported %v", got)
 	}
 	expectOutcome(t, s.do("GET", "/$export?_type=Practitioner", nil, append(slices.Clone(kickoffHeaders), bearer("obs")...)...), 403, "a type the client may not read")
+	expectOutcome(t, s.do("GET", "/$export?_type=Observation&includeAssociatedData=LatestProvenanceResources", nil,
+		append(slices.Clone(kickoffHeaders), bearer("obs")...)...), 403, "Provenance for a client that may not read Provenance")
 	m = s.poll(s.kickoff("/$export", bearer("p2")...), bearer("p2")...)
 	want := []string{"Encounter/e-p2", "Group/g1", "Observation/o-p2-a", "Observation/o-p2-b", "Patient/p2"}
 	if got := ids(s.download(m.Output, bearer("p2")...)); !slices.Equal(got, want) {

@@ -31,14 +31,19 @@ type exporter struct {
 	total   int
 	done    int // types finished, for X-Progress
 
-	res      result
-	out, del *fileWriter
+	res result
+	out output      // the resources: NDJSON or Parquet
+	del *fileWriter // deleted: NDJSON Bundles
 
-	puts      chan chunk // to the chunk writer (startPuts)
+	puts      chan chunk  // to the chunk writer (startPuts)
+	free      chan []byte // chunk buffers the chunk writer is done with
 	putDone   chan error
 	putErr    error
 	putFailed atomic.Bool
 	deleted   []string // deletions not yet written (at most maxDeletedEntries)
+	// provenance holds the ids of the Provenance associated with the
+	// exported resources (includeAssociatedData, provenance.go).
+	provenance map[string]bool
 }
 
 func (x *exporter) run(ctx context.Context) (res result, err error) {
@@ -51,6 +56,9 @@ func (x *exporter) run(ctx context.Context) (res result, err error) {
 	}()
 	x.res = result{Output: []file{}, Error: []file{}, Deleted: []file{}}
 	x.out, x.del = x.writer(&x.res.Output, false), x.writer(&x.res.Deleted, true)
+	if x.sp.Format == formatParquet {
+		x.out = x.parquetWriter(&x.res.Output)
+	}
 	// A worker taking over starts the files afresh; the snapshot
 	// (transactionTime) is the job's, so the result is the same.
 	if err := x.h.st.DeleteChunks(ctx, x.job.ID, x.job.Owner); err != nil {
@@ -66,11 +74,15 @@ func (x *exporter) run(ctx context.Context) (res result, err error) {
 	if x.sp.Compartment && x.sp.Patients != nil && len(x.sp.Patients) == 0 {
 		x.sp.Types = nil // no patient in scope: nothing to export
 	}
+	x.provenance = map[string]bool{}
 	for _, typ := range x.sp.Types {
 		if err := x.exportType(ctx, typ); err != nil {
 			return result{}, err
 		}
 		x.done++
+	}
+	if err := x.exportProvenance(ctx); err != nil {
+		return result{}, err
 	}
 	if err := x.writeDeleted(ctx); err != nil {
 		return result{}, err
@@ -105,8 +117,10 @@ func (x *exporter) exportType(ctx context.Context, typ string) error {
 	}
 	q := store.ScanQuery{Type: typ, At: x.sp.TransactionTime, Since: x.sp.Since,
 		Deleted: !x.sp.Since.IsZero(), Count: x.h.cfg.pageSize}
-	for {
-		page, err := x.h.st.Scan(ctx, q)
+	pages, stop := x.scan(ctx, q)
+	defer stop()
+	for sc := range pages {
+		page, err := sc.page, sc.err
 		if err != nil {
 			return err
 		}
@@ -116,6 +130,7 @@ func (x *exporter) exportType(ctx context.Context, typ string) error {
 				return err
 			}
 		}
+		var exported []string // ids, for includeAssociatedData
 		for _, r := range page.Resources {
 			in, err := x.inScope(ctx, comp, r)
 			if err != nil {
@@ -130,17 +145,16 @@ func (x *exporter) exportType(ctx context.Context, typ string) error {
 				}
 			case matched != nil && !matched[r.ID]:
 			default:
-				body := r.Body
-				if len(x.sp.Elements) > 0 {
-					if body, err = resource.Elements(body, x.sp.Elements); err != nil {
-						return err
-					}
-				}
-				if err := x.out.line(ctx, typ, body); err != nil {
+				if err := x.write(ctx, typ, r); err != nil {
 					return err
 				}
-				x.total++
+				if x.sp.Provenance != "" {
+					exported = append(exported, r.ID)
+				}
 			}
+		}
+		if err := x.associate(ctx, typ, exported); err != nil {
+			return err
 		}
 		if err := x.renew(ctx, typ); err != nil {
 			return err
@@ -148,12 +162,56 @@ func (x *exporter) exportType(ctx context.Context, typ string) error {
 		if x.h.cfg.pageHook != nil {
 			x.h.cfg.pageHook(x.job.ID, typ)
 		}
-		if page.Next == "" {
-			break
-		}
-		q.After = page.Next
 	}
 	return x.out.close(ctx)
+}
+
+// scanned is one page of a scan, or why there is none.
+type scanned struct {
+	page store.ScanPage
+	err  error
+}
+
+// scan reads q's pages on a goroutine of its own, one page ahead of the
+// caller: the store reads the next page while this one is written out
+// (the scan is most of an export's time; BenchmarkExport). The channel
+// closes after the last page or an error; stop ends the scan early.
+func (x *exporter) scan(ctx context.Context, q store.ScanQuery) (<-chan scanned, func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	out := make(chan scanned, 1)
+	go func() {
+		defer close(out)
+		for {
+			page, err := x.h.st.Scan(ctx, q)
+			select {
+			case out <- scanned{page, err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil || page.Next == "" {
+				return
+			}
+			q.After = page.Next
+		}
+	}()
+	return out, cancel
+}
+
+// write writes one exported resource, with only the elements _elements
+// names.
+func (x *exporter) write(ctx context.Context, typ string, r store.Resource) error {
+	body := r.Body
+	if len(x.sp.Elements) > 0 {
+		var err error
+		if body, err = resource.Elements(body, x.sp.Elements); err != nil {
+			return err
+		}
+	}
+	if err := x.out.line(ctx, typ, body); err != nil {
+		return err
+	}
+	x.total++
+	return nil
 }
 
 // inScope reports whether r belongs to the export's patients: to their
@@ -339,8 +397,18 @@ func (w *fileWriter) flush(ctx context.Context) error {
 		return err
 	}
 	w.chunks++
-	w.buf = make([]byte, 0, chunkSize+64<<10)
+	w.buf = w.x.buffer()
 	return nil
+}
+
+// buffer returns an empty chunk buffer, a used one when there is one.
+func (x *exporter) buffer() []byte {
+	select {
+	case b := <-x.free:
+		return b
+	default:
+		return make([]byte, 0, chunkSize+64<<10)
+	}
 }
 
 // chunk is one chunk on its way to the store.
@@ -356,14 +424,23 @@ type chunk struct {
 // putQueue chunks wait, so a running export holds a few MiB at most.
 func (x *exporter) startPuts(ctx context.Context) {
 	puts, done := make(chan chunk, putQueue), make(chan error, 1)
-	x.puts, x.putDone = puts, done
+	x.puts, x.putDone, x.free = puts, done, make(chan []byte, putQueue+1)
 	go func() {
 		var err error
 		for c := range puts {
 			if err == nil {
-				err = x.h.st.PutChunk(ctx, x.job.ID, x.job.Owner, c.file, c.n, c.data)
+				packed := packChunk(c.file, c.data)
+				err = x.h.st.PutChunk(ctx, x.job.ID, x.job.Owner, c.file, c.n, packed)
 				if err != nil {
 					x.putFailed.Store(true)
+				}
+				if &packed[0] != &c.data[0] {
+					// Compressed: the buffer is free again (the store may
+					// keep what it was given, never what it was not).
+					select {
+					case x.free <- c.data[:0]:
+					default:
+					}
 				}
 			}
 		}

@@ -41,6 +41,11 @@ type spec struct {
 	Since           time.Time `json:"since,omitzero"`
 	Types           []string  `json:"types"`
 	Elements        []string  `json:"elements,omitempty"`
+	// Provenance is includeAssociatedData: provenanceLatest,
+	// provenanceRelevant or empty (provenance.go).
+	Provenance string `json:"provenance,omitempty"`
+	// Format is the output format: formatParquet, or empty for NDJSON.
+	Format string `json:"format,omitempty"`
 	// Patients confines a Patient or Group export to these patients'
 	// compartments (ids); nil with Compartment set means every patient,
 	// empty means none. No omitempty: an empty list must survive the
@@ -63,9 +68,11 @@ type spec struct {
 	Ignored []outcome.Issue `json:"ignored,omitempty"`
 }
 
-// outputFormats are the _outputFormat values accepted: all NDJSON
-// (export.html#query-parameters). Parquet is not built.
-var outputFormats = map[string]bool{"application/fhir+ndjson": true, "application/ndjson": true, "ndjson": true}
+// outputFormats are the _outputFormat values accepted: the IG's three
+// names of NDJSON (export.html#query-parameters, E-PA-01), and Parquet
+// (parquet.go).
+var outputFormats = map[string]string{"application/fhir+ndjson": "", "application/ndjson": "", "ndjson": "",
+	parquetMediaType: formatParquet, "parquet": formatParquet}
 
 // resultParams may not appear in a _typeFilter query (E-PA-07).
 var resultParams = []string{"_include", "_revinclude", "_sort", "_count", "_summary", "_elements", "_total", "_contained", "_containedType", "_page"}
@@ -297,7 +304,7 @@ func (k *kickoffParser) parse(params url.Values) error {
 	slices.Sort(names)
 	for _, n := range names {
 		switch n {
-		case "_outputFormat", "_since", "_type", "_elements", "patient", "_typeFilter":
+		case "_outputFormat", "_since", "_type", "_elements", "patient", "_typeFilter", "includeAssociatedData":
 		default:
 			if err := k.ignore(false, n, fmt.Sprintf("parameter %s is not supported by this server's $export", n)); err != nil {
 				return err
@@ -306,10 +313,12 @@ func (k *kickoffParser) parse(params url.Values) error {
 	}
 	if f := params["_outputFormat"]; len(f) > 0 {
 		v := unplus(f[len(f)-1])
-		if !outputFormats[v] {
+		format, ok := outputFormats[v]
+		if !ok {
 			return outcome.Newf(http.StatusBadRequest, outcome.CodeNotSupported,
-				"_outputFormat %q is not supported: use application/fhir+ndjson", v)
+				"_outputFormat %q is not supported: use application/fhir+ndjson or %s", v, parquetMediaType)
 		}
+		k.sp.Format = format
 	}
 	if s := params["_since"]; len(s) > 0 {
 		t, err := time.Parse(time.RFC3339Nano, unplus(s[len(s)-1]))
@@ -326,6 +335,9 @@ func (k *kickoffParser) parse(params url.Values) error {
 		return err
 	}
 	if err := k.elements(list(params["_elements"])); err != nil {
+		return err
+	}
+	if err := k.associatedData(list(params["includeAssociatedData"])); err != nil {
 		return err
 	}
 	return k.typeFilters(list(params["_typeFilter"]))

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/kiln-fhir/kiln/fhir/outcome"
@@ -168,7 +169,11 @@ func (h *Handler) file(w http.ResponseWriter, r *http.Request, id, name string) 
 	if err != nil {
 		return err
 	}
-	w.Header().Set("Content-Type", "application/fhir+ndjson")
+	ct := "application/fhir+ndjson"
+	if strings.HasSuffix(name, ".parquet") {
+		ct = parquetMediaType
+	}
+	w.Header().Set("Content-Type", ct)
 	w.WriteHeader(http.StatusOK)
 	if r.Method == http.MethodHead {
 		return nil
@@ -181,10 +186,14 @@ func (h *Handler) file(w http.ResponseWriter, r *http.Request, id, name string) 
 // truncated body.
 func (h *Handler) stream(ctx context.Context, w http.ResponseWriter, id, name string, chunk []byte) error {
 	for n := 1; ; n++ {
-		if _, err := w.Write(chunk); err != nil {
+		data, err := unpackChunk(name, chunk)
+		if err != nil {
+			h.cfg.Logger.Error("bulk: a stored chunk cannot be decompressed", "job", id, "error", err)
+			panic(http.ErrAbortHandler)
+		}
+		if _, err := w.Write(data); err != nil {
 			return nil
 		}
-		var err error
 		chunk, err = h.st.Chunk(ctx, id, name, n)
 		if errors.Is(err, store.ErrNotFound) {
 			return nil
