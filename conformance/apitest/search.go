@@ -24,7 +24,7 @@ func testSearch(t *testing.T, c *Client, opts Options) {
 		cc := *c
 		cc.T = t
 		loadCorpus(t, &cc, opts)
-		for _, sc := range searchCases() {
+		for _, sc := range slices.Concat(searchCases(), terminologyCases(), listCases()) {
 			t.Run(sc.name, func(t *testing.T) {
 				cc := *c
 				cc.T = t

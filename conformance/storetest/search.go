@@ -444,6 +444,20 @@ func searchCases() []searchCase {
 		{"token :text on CodeableConcept.text", O(tok("code", "text", "blood")), []string{"o4"}},
 		{"token :text on Coding.display", O(tok("code", "text", "GLUC")), []string{"o1"}},
 		{"token OR", O(tok("status", "", "final", "amended")), []string{"o1", "o2", "o3", "o5", "o6", "o8"}},
+		// The shapes the server resolves :in, :not-in, :above, :below and
+		// _list into (fhir/terminology, fhir/rest): an OR list as long as
+		// an expansion may be (terminology.MaxCodes), whole systems in
+		// it, its negation, an empty disjunction, and ids per type.
+		{"token OR of a thousand codes", O(tok("code", "", expansion(999, "http://loinc.org|2339-0")...)), []string{"o1", "o3"}},
+		{"token OR with a whole system", O(tok("code", "", "http://example.org/codes|", "http://loinc.org|8867-4")), []string{"o2", "o6", "o7", "o8"}},
+		{"token :not of a thousand codes", O(tok("code", "not", expansion(998, "http://loinc.org|2339-0", "http://loinc.org|8867-4")...)),
+			[]string{"o4", "o5", "o7", "o8"}},
+		{"empty disjunction matches nothing", O(search.Clause{Any: []search.Clause{}}), none},
+		{"_id:missing=false matches everything", typed("Location", missing("_id", search.Token, false)), []string{"loc1", "loc2", "loc3"}},
+		{"ids per type", search.Query{Types: []string{"Patient", "Observation"}, Count: 100, Filter: []search.Clause{{Any: []search.Clause{
+			{All: []search.Clause{tok("_type", "", "Patient"), id("p1", "o1")}},
+			{All: []search.Clause{tok("_type", "", "Observation"), id("o2")}},
+		}}}}, []string{"Patient/p1", "Observation/o2"}},
 		{"token AND across parameters", O(tok("category", "", "laboratory"), tok("code", "", "2339-0")), []string{"o1", "o3"}},
 		{"token AND repeated", O(tok("code", "", "2339-0"), tok("code", "", "8867-4")), none},
 		{"token :not with OR", O(tok("status", "not", "final", "amended")), []string{"o4", "o7"}},
@@ -598,6 +612,16 @@ func searchCases() []searchCase {
 		{"every type, no filter", search.Query{Types: []string{"ValueSet", "DiagnosticReport"}, Count: 100},
 			[]string{"DiagnosticReport/r1", "ValueSet/vs1", "ValueSet/vs2", "ValueSet/vs3"}},
 	}
+}
+
+// expansion is n made-up codes and then the codes given: an OR list as
+// long as an expanded ValueSet.
+func expansion(n int, codes ...string) []string {
+	out := make([]string, 0, n+len(codes))
+	for i := range n {
+		out = append(out, fmt.Sprintf("http://example.org/expanded|c%d", i))
+	}
+	return append(out, codes...)
 }
 
 // lastMinute lists the corpus resources of the last _lastUpdated minute.

@@ -160,7 +160,8 @@ func New(cfg Config, st Store) *API {
 	if cfg.Registry == nil {
 		cfg.Registry = search.Default()
 	}
-	a := &API{cfg: cfg, store: st, searcher: st}
+	a := &API{cfg: cfg, store: st}
+	a.searcher = resolver{a}
 	a.caps = newCapabilities(cfg, cfg.Now(), cfg.Registry)
 
 	r := mux.NewRouter()

@@ -512,9 +512,7 @@ func (c *compiler) clause(cl *search.Clause, types []string, res string) (cond, 
 		switch cl.Modifier {
 		case "", "not":
 			negated = cl.Modifier == "not"
-			for i := range cl.Values {
-				as = append(as, c.simple(types, cl.Param, kindToken, tokenValue(&cl.Values[i], "x.code", "x.system"))...)
-			}
+			as = c.simple(types, cl.Param, kindToken, tokenValues(cl.Values, "x.code", "x.system"))
 		case "text":
 			// search.html#token :text: the display or text starts with the
 			// value. Not a seek: the parameter's rows are walked (schema.go).
