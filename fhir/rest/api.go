@@ -135,6 +135,7 @@ var interactions = []interaction{
 	{"search-type", typeLevel, []string{http.MethodGet, http.MethodHead}, "/" + typePat, (*API).searchType},
 	{"search-type", typeLevel, []string{http.MethodPost}, "/" + typePat + "/_search", (*API).searchType},
 	{"search-type", typeLevel, []string{http.MethodGet, http.MethodHead}, "/{compartment:[A-Z][A-Za-z]+}/" + idPat + "/{type:[A-Z][A-Za-z]+}", (*API).searchCompartment},
+	{"search-system", systemLevel, []string{http.MethodGet, http.MethodHead}, "/{compartment:[A-Z][A-Za-z]+}/" + idPat + "/*", (*API).searchCompartmentAll},
 	{"search-system", systemLevel, []string{http.MethodGet, http.MethodHead}, "/", (*API).searchSystem},
 	{"search-system", systemLevel, []string{http.MethodPost}, "/_search", (*API).searchSystem},
 	// One route serves both: the Bundle's type decides (transaction.go).
