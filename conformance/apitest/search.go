@@ -45,6 +45,7 @@ func testSearch(t *testing.T, c *Client, opts Options) {
 		{"previous and first links", testSearchPagingBack},
 		{"ValueSets, CodeSystems and Lists", testSearchResolved},
 		{"every type of a compartment", testSearchCompartmentAll},
+		{"_list in the CapabilityStatement", testListCapability},
 		{"conditional create", testConditionalCreate},
 		{"conditional update", testConditionalUpdate},
 		{"conditional delete", testConditionalDelete},

@@ -1,5 +1,37 @@
 package apitest
 
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// testListCapability: _list is declared at system level, and so is the
+// refusal of functional lists (search.html#list lets a server define them).
+func testListCapability(t *testing.T, c *Client) {
+	r := c.Do("GET", "/metadata", nil)
+	expectStatus(t, r, 200, "GET /metadata")
+	var cs struct {
+		Rest []struct {
+			SearchParam []struct{ Name, Type, Documentation string }
+		}
+	}
+	if err := json.Unmarshal(r.Body, &cs); err != nil {
+		t.Fatalf("metadata: %v", err)
+	}
+	for _, rest := range cs.Rest {
+		for _, sp := range rest.SearchParam {
+			if sp.Name == "_list" {
+				if !strings.Contains(sp.Documentation, "not supported") {
+					t.Errorf("_list documentation %q does not say functional lists are not supported", sp.Documentation)
+				}
+				return
+			}
+		}
+	}
+	t.Error("the CapabilityStatement does not declare _list in rest.searchParam")
+}
+
 // _list (search.html#list): the resources a stored List holds. List/long
 // (an official example) lists Patient/example, pat1…pat4, 1…295 and a few
 // other examples; of them the corpus holds these nine.

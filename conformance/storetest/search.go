@@ -403,6 +403,9 @@ func searchCases() []searchCase {
 		{"string :exact accent-sensitive", P(str("given", "exact", "Evelyn")), none},
 		{"string a word of the family on its own", P(str("name", "", "quinones")), []string{"p3"}},
 		{"string family first word", P(str("family", "", "Carreno")), []string{"p3"}},
+		// B-STR-04, README (Search): family matches each word of a family name
+		{"string family second word", P(str("family", "", "quin")), []string{"p3"}},
+		{"string family not inside a word", P(str("family", "", "uinones")), none},
 		{"string OR", P(str("family", "", "smith", "chalmers")), []string{"p1", "p5"}},
 		{"string AND", P(str("given", "", "peter"), str("given", "", "james")), []string{"p1"}},
 		{"string AND disjoint", P(str("given", "", "peter"), str("given", "", "john")), none},
@@ -707,6 +710,8 @@ func testSearchSort(t *testing.T, s store.Store) {
 		// On the folded text: "100% o'brien_x\y" sorts before "astrom".
 		{"string", []search.SortKey{asc("family", search.String)},
 			[][]string{g("p4"), g("p2"), g("p3"), g("p1"), g("p5"), g("p6")}},
+		// p3 is "Carreno Quinones": it sorts as carreno, not by its
+		// later word quinones (which family=quin still finds).
 		{"string descending", []search.SortKey{desc("family", search.String)},
 			[][]string{g("p5"), g("p1"), g("p3"), g("p2"), g("p4"), g("p6")}},
 		// p1 is given Peter and James: ascending sorts it as james,

@@ -1439,10 +1439,14 @@ func (c *compiler) sortKey(k search.SortKey, types []string) (sortKey, error) {
 		return sortKey{}, fmt.Errorf("_sort=%s: sorting on a %s parameter: %w", k.Param, k.Type, store.ErrUnsupported)
 	}
 	pids := c.p.pids(types, k.Param, kind)
+	only := ""
+	if kind == kindString {
+		only = " AND x.value != ''" // not the words of a family name (search.Extract)
+	}
 	return sortKey{
 		expr: frag{"(SELECT " + agg + "(" + col + ") FROM " + tableOf(kind) + " AS x INDEXED BY " + tableOf(kind) +
 			"_rid WHERE x.rid = c.rid AND x.pid IN (" +
-			placeholders(len(pids)) + "))", anys(pids)},
+			placeholders(len(pids)) + ")" + only + ")", anys(pids)},
 		desc:     k.Descending,
 		nullable: true,
 	}, nil
