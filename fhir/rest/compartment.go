@@ -2,6 +2,7 @@ package rest
 
 import (
 	"net/http"
+	"strings"
 
 	"github.com/gorilla/mux"
 
@@ -46,18 +47,31 @@ func (a *API) searchCompartmentAll(w http.ResponseWriter, r *http.Request) error
 	if !compartmentTypes[comp] {
 		return outcome.Newf(http.StatusNotFound, outcome.CodeNotSupported, "%s does not define a compartment", comp)
 	}
+	// One branch per set of parameters, for all the types that share it
+	// (23 types of the Patient compartment are in it by patient alone):
+	// 25 branches instead of 67, which a store without indexes (FerretDB)
+	// feels on every page.
 	member := search.Clause{Any: []search.Clause{}}
 	var types []string
+	branch := map[string]int{} // the parameters, joined → index in member.Any
 	for _, typ := range a.cfg.Registry.Types() {
 		params := a.cfg.Registry.Compartment(comp, typ)
 		if len(params) == 0 {
 			continue
 		}
 		types = append(types, typ)
-		member.Any = append(member.Any, search.Clause{All: []search.Clause{
-			{Param: "_type", Type: search.Token, Values: []search.Value{{Raw: typ, Code: typ}}},
-			compartmentMember(comp, id, params),
-		}})
+		key := strings.Join(params, " ")
+		i, ok := branch[key]
+		if !ok {
+			i = len(member.Any)
+			branch[key] = i
+			member.Any = append(member.Any, search.Clause{All: []search.Clause{
+				{Param: "_type", Type: search.Token},
+				compartmentMember(comp, id, params),
+			}})
+		}
+		t := &member.Any[i].All[0]
+		t.Values = append(t.Values, search.Value{Raw: typ, Code: typ})
 	}
 	return a.searchIn(w, r, nil, types, &member)
 }

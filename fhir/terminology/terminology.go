@@ -170,10 +170,11 @@ func (e *expander) valueSet(ctx context.Context, param, ref string, path []strin
 		return nil, err
 	}
 	if body == nil {
+		why := "no ValueSet with that url or id is stored on this server"
 		if len(path) > 1 {
-			return nil, badRequest(param, "unknown ValueSet %s (imported by %s): no ValueSet with that url or id is stored on this server", ref, path[len(path)-2])
+			why = "imported by " + path[len(path)-2] + ": " + why
 		}
-		return nil, badRequest(param, "unknown ValueSet %s: no ValueSet with that url or id is stored on this server", ref)
+		return nil, outcome.New(http.StatusBadRequest, outcome.CodeNotFound, fmt.Sprintf("unknown ValueSet %s (%s)", ref, why), param)
 	}
 	var vs valueSet
 	if err := json.Unmarshal(body, &vs); err != nil {
@@ -217,15 +218,19 @@ func (e *expander) valueSet(ctx context.Context, param, ref string, path []strin
 			return nil, err
 		}
 		drop := map[Code]bool{}
+		listed := map[string]bool{} // systems the exclude lists codes of
 		for _, c := range codes {
 			drop[c] = true
+			if c.Code != "" {
+				listed[c.System] = true
+			}
 		}
 		kept := out.list[:0]
 		for _, c := range out.list {
 			switch {
 			case drop[c], drop[Code{System: c.System}]:
 				continue
-			case c.Code == "" && len(codes) > 0 && codes[0].System == c.System:
+			case c.Code == "" && listed[c.System]:
 				// A whole code system not stored here cannot be listed, so
 				// codes cannot be taken out of it.
 				return nil, badRequest(param, "ValueSet %s excludes codes from all of %s, a code system not stored here: Kiln cannot list what remains", ref, c.System)

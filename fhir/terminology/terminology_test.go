@@ -59,6 +59,9 @@ var fixtures = []struct{ typ, id, body string }{
 			{"system":"` + sys + `","code":"a1"},{"abstract":true,"display":"a group","contains":[{"system":"` + sys + `","code":"a2"}]}]}]}}`},
 	{"ValueSet", "empty", `{"resourceType":"ValueSet","id":"empty","url":"http://example.org/vs/empty","status":"active",
 		"compose":{"include":[{"system":"` + sys + `","concept":[{"code":"a1"}]}],"exclude":[{"system":"` + sys + `","concept":[{"code":"a1"}]}]}}`},
+	{"ValueSet", "other-exclude", `{"resourceType":"ValueSet","id":"other-exclude","url":"http://example.org/vs/other-exclude","status":"active",
+		"compose":{"include":[{"system":"http://loinc.org"},{"system":"` + sys + `","concept":[{"code":"a"},{"code":"b"}]}],
+		"exclude":[{"system":"` + sys + `","concept":[{"code":"b"}]}]}}`},
 	{"ValueSet", "dup1", `{"resourceType":"ValueSet","id":"dup1","url":"http://example.org/vs/dup","status":"active","compose":{"include":[{"system":"s","concept":[{"code":"c"}]}]}}`},
 	{"ValueSet", "dup2", `{"resourceType":"ValueSet","id":"dup2","url":"http://example.org/vs/dup","status":"active","compose":{"include":[{"system":"s","concept":[{"code":"c"}]}]}}`},
 }
@@ -122,6 +125,8 @@ func TestExpandValueSet(t *testing.T) {
 		// nested contains, an abstract grouping without a code left out
 		{ref: "http://example.org/vs/nested", want: []string{"a", "a1", "a2"}},
 		{ref: "http://example.org/vs/elsewhere", status: 400, says: "http://loinc.org"},
+		// codes excluded from another system leave a whole system alone
+		{ref: "http://example.org/vs/other-exclude", want: []string{"a", "http://loinc.org|"}},
 		{ref: "http://example.org/vs/both", status: 400, says: "both concepts and filters"},
 		{ref: "http://example.org/vs/regex", status: 400, says: "regex"},
 		{ref: "http://example.org/vs/nowhere", status: 400, says: "unknown ValueSet http://example.org/vs/nowhere"},
