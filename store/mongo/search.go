@@ -510,9 +510,7 @@ func (c *compiler) clause(cl *search.Clause, types []string) (bson.D, error) {
 		switch cl.Modifier {
 		case "", "not":
 			negated = cl.Modifier == "not"
-			for i := range cl.Values {
-				alts = append(alts, tokenConds(&cl.Values[i], "")...)
-			}
+			alts = tokenListConds(cl.Values, "")
 		case "text":
 			for i := range cl.Values {
 				alts = append(alts, bson.D{{Key: "t", Value: prefixRegex(cl.Values[i].Text)}})
