@@ -157,6 +157,11 @@ type SearchPage struct {
 	Matches []Resource
 	// Next is the cursor of the following page, empty on the last page.
 	Next string
+	// Prev is the cursor of the page before, empty on the first page
+	// (and when a backend cannot page backwards). Like Next it is a
+	// keyset position: the page before is the matches that sort just
+	// before this page's first, as they are when it is read.
+	Prev string
 	// Total is the number of matches over all pages, or -1 when the query
 	// asked for no total (search.TotalNone) and the backend did not count.
 	Total int

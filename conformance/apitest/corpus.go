@@ -198,6 +198,7 @@ func loadCorpus(t *testing.T, c *Client, opts Options) {
 		t.Fatal(err)
 	}
 	all = append(all, examples...)
+	all = append(all, terminologyResources...)
 
 	start := time.Now()
 	errs := putAll(c, all, 8)

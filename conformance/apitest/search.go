@@ -24,7 +24,7 @@ func testSearch(t *testing.T, c *Client, opts Options) {
 		cc := *c
 		cc.T = t
 		loadCorpus(t, &cc, opts)
-		for _, sc := range searchCases() {
+		for _, sc := range slices.Concat(searchCases(), terminologyCases(), listCases(), compartmentAllCases()) {
 			t.Run(sc.name, func(t *testing.T) {
 				cc := *c
 				cc.T = t
@@ -42,6 +42,10 @@ func testSearch(t *testing.T, c *Client, opts Options) {
 		{"writes show in search", testSearchFollowsWrites},
 		{"paging while data changes", testSearchPagingStable},
 		{"tampered paging links", testSearchTamperedLinks},
+		{"previous and first links", testSearchPagingBack},
+		{"ValueSets, CodeSystems and Lists", testSearchResolved},
+		{"every type of a compartment", testSearchCompartmentAll},
+		{"_list in the CapabilityStatement", testListCapability},
 		{"conditional create", testConditionalCreate},
 		{"conditional update", testConditionalUpdate},
 		{"conditional delete", testConditionalDelete},

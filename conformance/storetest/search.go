@@ -403,6 +403,9 @@ func searchCases() []searchCase {
 		{"string :exact accent-sensitive", P(str("given", "exact", "Evelyn")), none},
 		{"string a word of the family on its own", P(str("name", "", "quinones")), []string{"p3"}},
 		{"string family first word", P(str("family", "", "Carreno")), []string{"p3"}},
+		// B-STR-04, README (Search): family matches each word of a family name
+		{"string family second word", P(str("family", "", "quin")), []string{"p3"}},
+		{"string family not inside a word", P(str("family", "", "uinones")), none},
 		{"string OR", P(str("family", "", "smith", "chalmers")), []string{"p1", "p5"}},
 		{"string AND", P(str("given", "", "peter"), str("given", "", "james")), []string{"p1"}},
 		{"string AND disjoint", P(str("given", "", "peter"), str("given", "", "john")), none},
@@ -444,6 +447,20 @@ func searchCases() []searchCase {
 		{"token :text on CodeableConcept.text", O(tok("code", "text", "blood")), []string{"o4"}},
 		{"token :text on Coding.display", O(tok("code", "text", "GLUC")), []string{"o1"}},
 		{"token OR", O(tok("status", "", "final", "amended")), []string{"o1", "o2", "o3", "o5", "o6", "o8"}},
+		// The shapes the server resolves :in, :not-in, :above, :below and
+		// _list into (fhir/terminology, fhir/rest): an OR list as long as
+		// an expansion may be (terminology.MaxCodes), whole systems in
+		// it, its negation, an empty disjunction, and ids per type.
+		{"token OR of a thousand codes", O(tok("code", "", expansion(999, "http://loinc.org|2339-0")...)), []string{"o1", "o3"}},
+		{"token OR with a whole system", O(tok("code", "", "http://example.org/codes|", "http://loinc.org|8867-4")), []string{"o2", "o6", "o7", "o8"}},
+		{"token :not of a thousand codes", O(tok("code", "not", expansion(998, "http://loinc.org|2339-0", "http://loinc.org|8867-4")...)),
+			[]string{"o4", "o5", "o7", "o8"}},
+		{"empty disjunction matches nothing", O(search.Clause{Any: []search.Clause{}}), none},
+		{"_id:missing=false matches everything", typed("Location", missing("_id", search.Token, false)), []string{"loc1", "loc2", "loc3"}},
+		{"ids per type", search.Query{Types: []string{"Patient", "Observation"}, Count: 100, Filter: []search.Clause{{Any: []search.Clause{
+			{All: []search.Clause{tok("_type", "", "Patient"), id("p1", "o1")}},
+			{All: []search.Clause{tok("_type", "", "Observation"), id("o2")}},
+		}}}}, []string{"Patient/p1", "Observation/o2"}},
 		{"token AND across parameters", O(tok("category", "", "laboratory"), tok("code", "", "2339-0")), []string{"o1", "o3"}},
 		{"token AND repeated", O(tok("code", "", "2339-0"), tok("code", "", "8867-4")), none},
 		{"token :not with OR", O(tok("status", "not", "final", "amended")), []string{"o4", "o7"}},
@@ -600,6 +617,16 @@ func searchCases() []searchCase {
 	}
 }
 
+// expansion is n made-up codes and then the codes given: an OR list as
+// long as an expanded ValueSet.
+func expansion(n int, codes ...string) []string {
+	out := make([]string, 0, n+len(codes))
+	for i := range n {
+		out = append(out, fmt.Sprintf("http://example.org/expanded|c%d", i))
+	}
+	return append(out, codes...)
+}
+
 // lastMinute lists the corpus resources of the last _lastUpdated minute.
 func lastMinute() []string {
 	var out []string
@@ -683,6 +710,8 @@ func testSearchSort(t *testing.T, s store.Store) {
 		// On the folded text: "100% o'brien_x\y" sorts before "astrom".
 		{"string", []search.SortKey{asc("family", search.String)},
 			[][]string{g("p4"), g("p2"), g("p3"), g("p1"), g("p5"), g("p6")}},
+		// p3 is "Carreno Quinones": it sorts as carreno, not by its
+		// later word quinones (which family=quin still finds).
 		{"string descending", []search.SortKey{desc("family", search.String)},
 			[][]string{g("p5"), g("p1"), g("p3"), g("p2"), g("p4"), g("p6")}},
 		// p1 is given Peter and James: ascending sorts it as james,

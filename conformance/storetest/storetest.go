@@ -54,6 +54,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"SearchChanges", testSearchChanges},
 		{"SearchPagingWhileWriting", testSearchPagingWhileWriting},
 		{"SearchInvalidCursor", testSearchInvalidCursor},
+		{"SearchPagingBack", testSearchPagingBack},
+		{"SearchPagingBackWhileWriting", testSearchPagingBackWhileWriting},
 		{"Records", testRecords},
 		{"Scan", testScan},
 		{"Jobs", testJobs},

@@ -140,6 +140,7 @@ var interactions = []interaction{
 	{"search-type", typeLevel, []string{http.MethodGet, http.MethodHead}, "/" + typePat, (*API).searchType},
 	{"search-type", typeLevel, []string{http.MethodPost}, "/" + typePat + "/_search", (*API).searchType},
 	{"search-type", typeLevel, []string{http.MethodGet, http.MethodHead}, "/{compartment:[A-Z][A-Za-z]+}/" + idPat + "/{type:[A-Z][A-Za-z]+}", (*API).searchCompartment},
+	{"search-system", systemLevel, []string{http.MethodGet, http.MethodHead}, "/{compartment:[A-Z][A-Za-z]+}/" + idPat + "/*", (*API).searchCompartmentAll},
 	{"search-system", systemLevel, []string{http.MethodGet, http.MethodHead}, "/", (*API).searchSystem},
 	{"search-system", systemLevel, []string{http.MethodPost}, "/_search", (*API).searchSystem},
 	// One route serves both: the Bundle's type decides (transaction.go).
@@ -165,7 +166,10 @@ func New(cfg Config, st Store) *API {
 	if cfg.Registry == nil {
 		cfg.Registry = search.Default()
 	}
-	a := &API{cfg: cfg, store: st, searcher: st}
+	a := &API{cfg: cfg, store: st}
+	// Terminology modifiers, _list and the like resolve into plain
+	// clauses before the store sees a query.
+	a.searcher = resolver{a}
 	if cfg.SearchParams != nil {
 		a.store = spNotifier{Store: st, sp: cfg.SearchParams}
 	}

@@ -112,6 +112,11 @@ func newCapabilities(cfg Config, now time.Time, reg *search.Registry) capabiliti
 		"mode":        "server",
 		"resource":    resources,
 		"interaction": systemCodes,
+		"searchParam": []map[string]string{{
+			"name": "_list", "type": "special",
+			"documentation": "search.html#list: the resources a stored List holds (_list=[List id]); " +
+				"functional lists such as $current-allergies are not supported and answer 400",
+		}},
 	}
 	if ops := operationEntries("", cfg); ops != nil {
 		rest["operation"] = ops
@@ -129,7 +134,7 @@ func newCapabilities(cfg Config, now time.Time, reg *search.Registry) capabiliti
 		"implementation": map[string]string{
 			"description": "Kiln FHIR R4 server",
 		},
-		"description": "Search parameters not served: " + strings.Join(notServed, "; "),
+		"description": "Search parameters not served: " + strings.Join(notServed, "; ") + ". " + searchNotes,
 		"fhirVersion": "4.0.1",
 		"format":      []string{"json", "application/fhir+json", "application/json"},
 		"rest":        []map[string]any{rest},
@@ -171,3 +176,10 @@ func (a *API) metadata(w http.ResponseWriter, r *http.Request) error {
 	writeJSON(w, r, http.StatusOK, caps.body)
 	return nil
 }
+
+// searchNotes says how Kiln answers what search.html leaves to the server.
+const searchNotes = "Token :in and :not-in expand ValueSets stored on this server (by url or ValueSet/id; " +
+	"an unknown ValueSet is a 400), token :above and :below use the concept hierarchy of a stored CodeSystem " +
+	"(a code system not stored is a 400); an expansion is bounded at 1000 codes (422 beyond). " +
+	"_list takes the id of a stored List; functional lists ($current-allergies, …) are refused with 400. " +
+	"GET [compartment]/[id]/* searches every type of the compartment."

@@ -6,6 +6,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/gorilla/mux"
@@ -39,6 +40,12 @@ func (a *API) search(w http.ResponseWriter, r *http.Request, types []string) err
 // searchWith runs a search with an extra clause the server adds (a
 // compartment), which the self link does not show: it is in the path.
 func (a *API) searchWith(w http.ResponseWriter, r *http.Request, types []string, extra *search.Clause) error {
+	return a.searchIn(w, r, types, nil, extra)
+}
+
+// searchIn is searchWith at system level confined to the types within
+// (nil: no bound): those the query names with _type, or else all of them.
+func (a *API) searchIn(w http.ResponseWriter, r *http.Request, types, within []string, extra *search.Clause) error {
 	params, err := searchParams(r)
 	if err != nil {
 		return err
@@ -50,6 +57,20 @@ func (a *API) searchWith(w http.ResponseWriter, r *http.Request, types []string,
 	a.noteIndexing(types, &report, err)
 	if err != nil {
 		return err
+	}
+	if within != nil {
+		asked := q.Types
+		q.Types = nil
+		for _, t := range within {
+			if asked == nil || slices.Contains(asked, t) {
+				q.Types = append(q.Types, t)
+			}
+		}
+		if len(q.Types) == 0 {
+			// Never nil here: nil would be every type.
+			return outcome.Newf(http.StatusBadRequest, outcome.CodeNotFound,
+				"_type=%s: none of these types is in the compartment", strings.Join(asked, ","))
+		}
 	}
 	if extra != nil {
 		q.Filter = append(q.Filter, *extra)
@@ -76,13 +97,29 @@ func (a *API) searchWith(w http.ResponseWriter, r *http.Request, types []string,
 	if report.Self != "" {
 		self += "?" + report.Self
 	}
-	b.Link = append(b.Link, bundleLink{"self", self})
-	if page.Next != "" {
+	// http.html#paging (RFC 5005 names): self is this page, first the
+	// query without a cursor, previous and next the keyset cursors the
+	// store gave, which stay correct while data changes.
+	first := self
+	at := func(cursor string) string {
 		sep := "?"
-		if strings.Contains(self, "?") {
+		if strings.Contains(first, "?") {
 			sep = "&"
 		}
-		b.Link = append(b.Link, bundleLink{"next", self + sep + pageParam + "=" + url.QueryEscape(page.Next)})
+		return first + sep + pageParam + "=" + url.QueryEscape(cursor)
+	}
+	if q.Cursor != "" {
+		self = at(q.Cursor)
+	}
+	b.Link = append(b.Link, bundleLink{"self", self})
+	if q.Cursor != "" || page.Next != "" {
+		b.Link = append(b.Link, bundleLink{"first", first})
+	}
+	if page.Prev != "" {
+		b.Link = append(b.Link, bundleLink{"previous", at(page.Prev)})
+	}
+	if page.Next != "" {
+		b.Link = append(b.Link, bundleLink{"next", at(page.Next)})
 	}
 	seen := map[string]bool{}
 	for _, m := range page.Matches {

@@ -190,22 +190,45 @@ func (x *extractor) stringValues(out []Entry, param string, phonetic bool, n fhi
 			out = append(out, e)
 		}
 	}
+	// word indexes a later word of a family name for starts-with only:
+	// without Value, :exact (the whole string, search.html#string) never
+	// matches it and _sort (the stores sort strings on entries with a
+	// Value) does not sort "van de Heuvel" under "de".
+	word := func(w string) {
+		t := Fold(w)
+		if phonetic {
+			t = Phonetic(w)
+		}
+		if t != "" {
+			out = append(out, Entry{Param: param, Type: String, Text: t})
+		}
+	}
 	if s, ok := n.AsString(); ok {
 		add(s)
+		if param == "family" {
+			// The family parameter (HumanName.family) matches each word of
+			// a family name on its own too, as name does: "van der Berg"
+			// is found by family=berg (B-STR-04; README, Search).
+			if words := strings.Fields(s); len(words) > 1 {
+				for _, w := range words[1:] {
+					word(w)
+				}
+			}
+		}
 		return out
 	}
 	m, ok := n.AsMap()
 	if !ok {
 		return out
 	}
-	var parts, whole []string
+	var parts, whole, words []string
 	switch {
 	case n.Type == "HumanName" || hasAny(m, "family", "given", "prefix", "suffix"):
 		parts = stringsOf(m, "text", "family", "given", "prefix", "suffix")
 		whole = stringsOf(m, "prefix", "given", "family", "suffix")
 		// Each word of a family name on its own, as search.html suggests.
 		if family, _ := m["family"].(string); strings.Contains(strings.TrimSpace(family), " ") {
-			parts = append(parts, strings.Fields(family)...)
+			words = strings.Fields(family)[1:]
 		}
 	case n.Type == "Address" || hasAny(m, "line", "city", "district", "state", "postalCode", "country"):
 		parts = stringsOf(m, "text", "line", "city", "district", "state", "postalCode", "country")
@@ -216,6 +239,9 @@ func (x *extractor) stringValues(out []Entry, param string, phonetic bool, n fhi
 	}
 	for _, s := range parts {
 		add(s)
+	}
+	for _, w := range words {
+		word(w)
 	}
 	if len(whole) > 1 {
 		add(strings.Join(whole, " "))

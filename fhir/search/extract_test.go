@@ -76,7 +76,8 @@ func TestExtractPatient(t *testing.T) {
 		params []string
 		want   []Entry
 	}{
-		{[]string{"family"}, []Entry{str("family", "Chalmers"), str("family", "Carreño Quiñones")}},
+		{[]string{"family"}, []Entry{str("family", "Chalmers"), str("family", "Carreño Quiñones"),
+			{Param: "family", Type: String, Text: "quinones"}}}, // a later word: starts-with only
 		{[]string{"given"}, []Entry{str("given", "Peter"), str("given", "James"), str("given", "Évelyn")}},
 		{[]string{"name"}, []Entry{
 			{Param: "name", Type: String, Value: "Chalmers", Text: "chalmers"},
@@ -86,8 +87,7 @@ func TestExtractPatient(t *testing.T) {
 			{Param: "name", Type: String, Value: "Carreño Quiñones", Text: "carreno quinones"},
 			{Param: "name", Type: String, Value: "Évelyn", Text: "evelyn"},
 			{Param: "name", Type: String, Value: "Dr.", Text: "dr."},
-			{Param: "name", Type: String, Value: "Carreño", Text: "carreno"},
-			{Param: "name", Type: String, Value: "Quiñones", Text: "quinones"},
+			{Param: "name", Type: String, Text: "quinones"},
 			{Param: "name", Type: String, Value: "Dr. Évelyn Carreño Quiñones", Text: "dr. evelyn carreno quinones"},
 		}},
 		{[]string{"phonetic"}, []Entry{
@@ -98,8 +98,7 @@ func TestExtractPatient(t *testing.T) {
 			{Param: "phonetic", Type: String, Value: "Carreño Quiñones", Text: "C650 Q552"},
 			{Param: "phonetic", Type: String, Value: "Évelyn", Text: "E145"},
 			{Param: "phonetic", Type: String, Value: "Dr.", Text: "D600"},
-			{Param: "phonetic", Type: String, Value: "Carreño", Text: "C650"},
-			{Param: "phonetic", Type: String, Value: "Quiñones", Text: "Q552"},
+			{Param: "phonetic", Type: String, Text: "Q552"},
 			{Param: "phonetic", Type: String, Value: "Dr. Évelyn Carreño Quiñones", Text: "D600 E145 C650 Q552"},
 		}},
 		{[]string{"birthdate"}, []Entry{{Param: "birthdate", Type: Date, Start: date("1974-12-25T00:00:00Z"), End: date("1974-12-26T00:00:00Z")}}},

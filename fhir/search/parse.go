@@ -290,7 +290,7 @@ func (p *parser) param(key string, values []string) {
 		}
 		return
 	case "_list":
-		p.ignore(key, "_list is not supported yet")
+		p.list(key, mod, values)
 		return
 	case "_filter":
 		p.ignore(key, "_filter is not supported")
@@ -594,4 +594,61 @@ func (p *parser) has(dst *Clause, types []string, whole, rest string, depth int)
 	}
 	dst.Has = &Has{Type: typ, Param: ref}
 	return p.key(&dst.Has.Filter, []string{typ}, whole, parts[2], depth+1)
+}
+
+// list parses _list=[id] (search.html#list): the resources a stored List
+// holds, which the server resolves (Clause Param "_list", each Value's
+// Code a List id). Functional lists ($current-allergies, …) name no stored
+// List; Kiln keeps none, so they are refused rather than answered empty.
+func (p *parser) list(key, mod string, values []string) {
+	if mod != "" {
+		p.fail(outcome.CodeNotSupported, key, "unknown modifier :%s on _list", mod)
+		return
+	}
+	for _, raw := range values {
+		items := splitEscaped(raw, ',', -1)
+		if len(items) > MaxOr {
+			p.fail(outcome.CodeTooCostly, key, "%d values; at most %d alternatives are served", len(items), MaxOr)
+			return
+		}
+		c := Clause{Param: "_list", Type: Token}
+		for _, it := range items {
+			id := unescape(strings.TrimSpace(it))
+			switch {
+			case id == "":
+				continue
+			case strings.HasPrefix(id, "$"):
+				p.fail(outcome.CodeNotSupported, key, "functional lists such as %s are not supported: _list takes the id of a stored List", quote(id))
+				return
+			case !validID(id):
+				p.fail(outcome.CodeValue, key, "_list takes a List id (1 to 64 of A-Z a-z 0-9 - .), not %s", quote(id))
+				return
+			}
+			c.Values = append(c.Values, Value{Raw: id, Code: id})
+		}
+		if len(c.Values) == 0 {
+			continue // search.html#errors: an empty value is ignored
+		}
+		if p.clauses++; p.clauses > MaxClauses {
+			if p.clauses == MaxClauses+1 {
+				p.fail(outcome.CodeTooCostly, key, "more than %d search parameters", MaxClauses)
+			}
+			return
+		}
+		p.q.Filter = append(p.q.Filter, c)
+		p.applied = append(p.applied, pair{key, raw})
+	}
+}
+
+// validID is datatypes.html#id: 1 to 64 of A-Z a-z 0-9 - and .
+func validID(id string) bool {
+	if len(id) == 0 || len(id) > 64 {
+		return false
+	}
+	for _, r := range id {
+		if !(r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '.') {
+			return false
+		}
+	}
+	return true
 }

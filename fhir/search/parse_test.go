@@ -456,8 +456,14 @@ var parseCases = []parseCase{
 	{name: "_contained unknown", types: patient, query: "_contained=maybe", errs: []string{"_contained"}},
 
 	// common parameters, system level
-	{name: "_list lenient", types: patient, query: "_list=42", ignored: []string{"_list"}, self: "_count=50"},
-	{name: "_list strict", types: patient, strict: true, query: "_list=42", errs: []string{"_list"}},
+	// search.html#list: _list names a stored List, resolved by the server.
+	{name: "_list", types: patient, query: "_list=42", filter: []Clause{cl("_list", Token, code("42"))}, self: "_list=42&_count=50"},
+	{name: "_list strict", types: patient, strict: true, query: "_list=42", filter: []Clause{cl("_list", Token, code("42"))}},
+	{name: "_list at system level", types: nil, query: "_list=a.1,b-2", filter: []Clause{cl("_list", Token, code("a.1"), code("b-2"))}},
+	{name: "_list empty is ignored", types: patient, query: "_list=", want: &Query{Types: patient, Count: 50}},
+	{name: "_list functional list refused", types: patient, query: "_list=$current-allergies", errs: []string{"_list"}},
+	{name: "_list not an id", types: patient, query: "_list=List/42", errs: []string{"_list"}},
+	{name: "_list modifier", types: patient, query: "_list:not=42", errs: []string{"_list:not"}},
 	{name: "_content refused", types: patient, query: "_content=cancer", errs: []string{"_content"}},
 	{name: "_query refused", types: patient, query: "_query=current-high-risk", errs: []string{"_query"}},
 	{name: "_filter ignored", types: patient, query: "_filter=name+eq+x", ignored: []string{"_filter"}},
@@ -586,7 +592,7 @@ func dump(v any) string {
 }
 
 func TestReportIssues(t *testing.T) {
-	params, _ := url.ParseQuery("foo=1&_list=2")
+	params, _ := url.ParseQuery("foo=1&_filter=2")
 	_, rep, err := Parse(patient, params, ParseOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -595,7 +601,7 @@ func TestReportIssues(t *testing.T) {
 	if len(issues) != 2 {
 		t.Fatalf("issues %+v", issues)
 	}
-	for i, want := range []string{"_list", "foo"} {
+	for i, want := range []string{"_filter", "foo"} {
 		is := issues[i]
 		if is.Severity != outcome.Warning || is.Code != outcome.CodeNotSupported || len(is.Expression) != 1 || is.Expression[0] != want {
 			t.Errorf("issue %d: %+v", i, is)

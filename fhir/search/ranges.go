@@ -139,6 +139,13 @@ func clamp(start, end time.Time) (time.Time, time.Time, bool) {
 // numberRange reads a decimal as written and returns its value and the
 // range [lo, hi) its precision covers (search.html#number: "5.40" stands
 // for [5.395, 5.405), "100" for [99.5, 100.5), "1.5e2" for [145, 155)).
+//
+// An exponent's mantissa sets the precision. search.html#number says of
+// "1e2" that it is "to 1 significant figure" yet writes its range as
+// [95, 105), which is ±5%, not half a unit of one significant figure
+// ([50, 150)). The two cannot both hold; Kiln follows the stated rule —
+// the same rule that makes 100 [99.5, 100.5) and 1.5e2 [145, 155) —
+// so 1e2 is [50, 150) (README, Search).
 func numberRange(s string) (v, lo, hi float64, ok bool) {
 	if v, lo, hi, ok := numberRangeFast(s); ok {
 		return v, lo, hi, ok

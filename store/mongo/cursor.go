@@ -80,6 +80,8 @@ type searchPos struct {
 	Keys    bson.A `bson:"k"`
 	Last    string `bson:"l"`
 	Total   int64  `bson:"n"`
+	// Back: the page before this position (a previous link), not after.
+	Back bool `bson:"b,omitempty"`
 }
 
 // searchFingerprint binds a cursor to the query: types, filter and sort.

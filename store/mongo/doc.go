@@ -299,6 +299,9 @@ func indexDocs(entries []search.Entry) (bson.A, bson.D) {
 func sortValues(e *search.Entry) (a, d any, ok bool) {
 	switch e.Type {
 	case search.String:
+		if e.Value == "" {
+			return nil, nil, false // a word of a family name (search.Extract): found by, not sorted on
+		}
 		return e.Text, e.Text, true
 	case search.Token:
 		if e.Code == "" {

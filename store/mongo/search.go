@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -75,9 +76,9 @@ func (s *Store) Search(ctx context.Context, q *search.Query) (store.SearchPage, 
 		pos = &p
 	}
 	page := store.SearchPage{Total: -1}
-	var next *searchPos
+	var next, prev *searchPos
 	if q.Count > 0 {
-		if page.Matches, next, err = s.fetch(ctx, filter, keys, pos, q.Count); err != nil {
+		if page.Matches, prev, next, err = s.fetch(ctx, filter, keys, pos, q.Count); err != nil {
 			return store.SearchPage{}, err
 		}
 	}
@@ -100,12 +101,18 @@ func (s *Store) Search(ctx context.Context, q *search.Query) (store.SearchPage, 
 		}
 		page.Total = int(n)
 	}
-	if next != nil {
-		next.Total = -1
-		if q.Total == search.TotalEstimate {
-			next.Total = int64(page.Total)
+	for _, c := range []struct {
+		pos *searchPos
+		out *string
+	}{{next, &page.Next}, {prev, &page.Prev}} {
+		if c.pos == nil {
+			continue
 		}
-		page.Next = sealCursor(next, fp)
+		c.pos.Total = -1
+		if q.Total == search.TotalEstimate {
+			c.pos.Total = int64(page.Total)
+		}
+		*c.out = sealCursor(c.pos, fp)
 	}
 	return page, nil
 }
@@ -162,9 +169,10 @@ func sortKeys(sk []search.SortKey) ([]sortKey, error) {
 	return out, nil
 }
 
-// fetch reads up to count matches after pos, pattern by pattern, and the
-// position of the last one when more follow.
-func (s *Store) fetch(ctx context.Context, filter bson.D, keys []sortKey, pos *searchPos, count int) ([]store.Resource, *searchPos, error) {
+// fetch reads up to count matches after pos (before it, for a backward
+// position), pattern by pattern, with the positions of the pages before
+// and after them (nil where there is none).
+func (s *Store) fetch(ctx context.Context, filter bson.D, keys []sortKey, pos *searchPos, count int) (matches []store.Resource, prev, next *searchPos, err error) {
 	type hit struct {
 		r       store.Resource
 		pattern int
@@ -172,16 +180,23 @@ func (s *Store) fetch(ctx context.Context, filter bson.D, keys []sortKey, pos *s
 		id      string
 	}
 	var hits []hit
-	start := 0
-	if pos != nil {
+	n := len(keys)
+	back := pos != nil && pos.Back
+	// Forward the patterns are read from the cursor's up; backward from
+	// it down, each in the reverse order, and the hits turned round at
+	// the end.
+	start, end, step := 0, 1<<n, 1
+	switch {
+	case back:
+		start, end, step = pos.Pattern, -1, -1
+	case pos != nil:
 		start = pos.Pattern
 	}
-	n := len(keys)
 	proj := append(bson.D{}, readFields...)
 	for _, k := range keys {
 		proj = append(proj, bson.E{Key: k.field, Value: 1})
 	}
-	for pattern := start; pattern < 1<<n && len(hits) <= count; pattern++ {
+	for pattern := start; pattern != end && len(hits) <= count; pattern += step {
 		var present []sortKey
 		f := append(bson.D{}, filter...)
 		skip := false
@@ -203,41 +218,45 @@ func (s *Store) fetch(ctx context.Context, filter bson.D, keys []sortKey, pos *s
 		}
 		if pos != nil && pattern == pos.Pattern {
 			if len(pos.Keys) != len(present) {
-				return nil, nil, fmt.Errorf("mongo: search: %w", store.ErrInvalidCursor)
+				return nil, nil, nil, fmt.Errorf("mongo: search: %w", store.ErrInvalidCursor)
 			}
-			f = append(f, bson.E{Key: "$or", Value: keysetAfter(present, pos.Keys, pos.Last)})
+			f = append(f, bson.E{Key: "$or", Value: keysetAfter(present, pos.Keys, pos.Last, back)})
 		}
 		sort := bson.D{}
 		for _, k := range present {
 			dir := 1
-			if k.desc {
+			if k.desc != back {
 				dir = -1
 			}
 			sort = append(sort, bson.E{Key: k.field, Value: dir})
 		}
-		sort = append(sort, bson.E{Key: "_id", Value: 1})
+		idDir := 1
+		if back {
+			idDir = -1
+		}
+		sort = append(sort, bson.E{Key: "_id", Value: idDir})
 		cur, err := s.resources.Find(ctx, f, options.Find().SetSort(sort).SetProjection(proj).
 			SetLimit(int64(count+1-len(hits))))
 		if err != nil {
-			return nil, nil, fmt.Errorf("mongo: search: %w", s.mapErr(ctx, err))
+			return nil, nil, nil, fmt.Errorf("mongo: search: %w", s.mapErr(ctx, err))
 		}
 		for cur.Next(ctx) {
 			var d stored
 			if err := cur.Decode(&d); err != nil {
 				_ = cur.Close(ctx)
-				return nil, nil, fmt.Errorf("mongo: search: %w", err)
+				return nil, nil, nil, fmt.Errorf("mongo: search: %w", err)
 			}
 			h := hit{r: d.resource(), pattern: pattern, id: currentKey(d.Type, d.ID)}
 			for _, k := range present {
 				rv, err := cur.Current.LookupErr(strings.Split(k.field, ".")...)
 				if err != nil {
 					_ = cur.Close(ctx)
-					return nil, nil, fmt.Errorf("mongo: search: sort key %s: %w", k.field, err)
+					return nil, nil, nil, fmt.Errorf("mongo: search: sort key %s: %w", k.field, err)
 				}
 				var v any
 				if err := rv.Unmarshal(&v); err != nil {
 					_ = cur.Close(ctx)
-					return nil, nil, fmt.Errorf("mongo: search: sort key %s: %w", k.field, err)
+					return nil, nil, nil, fmt.Errorf("mongo: search: sort key %s: %w", k.field, err)
 				}
 				h.keys = append(h.keys, v)
 			}
@@ -246,22 +265,38 @@ func (s *Store) fetch(ctx context.Context, filter bson.D, keys []sortKey, pos *s
 		err = cur.Err()
 		_ = cur.Close(ctx)
 		if err != nil {
-			return nil, nil, fmt.Errorf("mongo: search: %w", s.mapErr(ctx, err))
+			return nil, nil, nil, fmt.Errorf("mongo: search: %w", s.mapErr(ctx, err))
 		}
 	}
-	var out []store.Resource
-	for i, h := range hits {
-		if i == count {
-			last := hits[i-1]
-			return out, &searchPos{Pattern: last.pattern, Keys: last.keys, Last: last.id}, nil
-		}
-		out = append(out, h.r)
+	more := len(hits) > count
+	if more {
+		hits = hits[:count]
 	}
-	return out, nil, nil
+	if back {
+		slices.Reverse(hits)
+	}
+	if len(hits) == 0 {
+		return nil, nil, nil, nil
+	}
+	for _, h := range hits {
+		matches = append(matches, h.r)
+	}
+	first, last := hits[0], hits[len(hits)-1]
+	// Going forward there is a page before unless this is the first;
+	// going backward there is a page after (the one the client came
+	// from).
+	if (back && more) || (!back && pos != nil) {
+		prev = &searchPos{Pattern: first.pattern, Keys: first.keys, Last: first.id, Back: true}
+	}
+	if back || more {
+		next = &searchPos{Pattern: last.pattern, Keys: last.keys, Last: last.id}
+	}
+	return matches, prev, next, nil
 }
 
-// keysetAfter is the $or of "after (vals…, last)" in the keys' directions.
-func keysetAfter(keys []sortKey, vals bson.A, last string) bson.A {
+// keysetAfter is the $or of "after (vals…, last)" in the keys' directions,
+// or of "before" it when before is set.
+func keysetAfter(keys []sortKey, vals bson.A, last string, before bool) bson.A {
 	var ors bson.A
 	for i := 0; i <= len(keys); i++ {
 		d := bson.D{}
@@ -270,12 +305,16 @@ func keysetAfter(keys []sortKey, vals bson.A, last string) bson.A {
 		}
 		if i < len(keys) {
 			op := "$gt"
-			if keys[i].desc {
+			if keys[i].desc != before {
 				op = "$lt"
 			}
 			d = append(d, bson.E{Key: keys[i].field, Value: bson.D{{Key: op, Value: vals[i]}}})
 		} else {
-			d = append(d, bson.E{Key: "_id", Value: bson.D{{Key: "$gt", Value: last}}})
+			op := "$gt"
+			if before {
+				op = "$lt"
+			}
+			d = append(d, bson.E{Key: "_id", Value: bson.D{{Key: op, Value: last}}})
 		}
 		ors = append(ors, d)
 	}
@@ -471,9 +510,7 @@ func (c *compiler) clause(cl *search.Clause, types []string) (bson.D, error) {
 		switch cl.Modifier {
 		case "", "not":
 			negated = cl.Modifier == "not"
-			for i := range cl.Values {
-				alts = append(alts, tokenConds(&cl.Values[i], "")...)
-			}
+			alts = tokenListConds(cl.Values, "")
 		case "text":
 			for i := range cl.Values {
 				alts = append(alts, bson.D{{Key: "t", Value: prefixRegex(cl.Values[i].Text)}})

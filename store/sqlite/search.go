@@ -72,9 +72,9 @@ func (s *Store) Search(ctx context.Context, q *search.Query) (store.SearchPage, 
 		return store.SearchPage{}, err
 	}
 	page := store.SearchPage{Total: -1}
-	var next *cursorPos
+	var next, prev *cursorPos
 	if q.Count > 0 {
-		if page.Matches, next, err = s.fetch(ctx, plan, q.Count); err != nil {
+		if page.Matches, prev, next, err = s.fetch(ctx, plan, q.Count); err != nil {
 			return store.SearchPage{}, err
 		}
 	}
@@ -95,59 +95,80 @@ func (s *Store) Search(ctx context.Context, q *search.Query) (store.SearchPage, 
 			return store.SearchPage{}, fmt.Errorf("sqlite: search: count: %w", s.mapErr(ctx, err))
 		}
 	}
-	if next != nil {
-		next.total = -1
-		if q.Total == search.TotalEstimate {
-			next.total = int64(page.Total)
+	for _, c := range []struct {
+		pos *cursorPos
+		out *string
+	}{{next, &page.Next}, {prev, &page.Prev}} {
+		if c.pos == nil {
+			continue
 		}
-		page.Next = encodeSearchCursor(*next, plan.fingerprint)
+		c.pos.total = -1
+		if q.Total == search.TotalEstimate {
+			c.pos.total = int64(page.Total)
+		}
+		*c.out = encodeSearchCursor(*c.pos, plan.fingerprint)
 	}
 	return page, nil
 }
 
-// fetch runs the page statement: up to count matches, and the position of
-// the last one when more follow.
-func (s *Store) fetch(ctx context.Context, plan *searchPlan, count int) ([]store.Resource, *cursorPos, error) {
+// fetch runs the page statement: up to count matches, with the cursors
+// of the pages before and after them (nil where there is none). The page
+// statement reads count+1 rows next to the cursor, in page order: the
+// extra row, when there is one, is the last going forward and the first
+// going backward (plan), and says that more follow that way.
+func (s *Store) fetch(ctx context.Context, plan *searchPlan, count int) (matches []store.Resource, prev, next *cursorPos, err error) {
 	rows, err := s.query(ctx, plan.page)
 	if err != nil {
-		return nil, nil, fmt.Errorf("sqlite: search: %w", s.mapErr(ctx, err))
+		return nil, nil, nil, fmt.Errorf("sqlite: search: %w", s.mapErr(ctx, err))
 	}
 	defer rows.Close()
 	var (
-		matches []store.Resource
 		rid, lu int64
 		keys    = make([]any, len(plan.keys))
-		last    cursorPos
+		pos     []cursorPos
 		r       store.Resource
 		method  string
 		dest    = []any{&rid}
-		more    bool
 	)
 	for i := range keys {
 		dest = append(dest, &keys[i])
 	}
 	dest = append(dest, &r.Type, &r.ID, &r.Version, &lu, &method, &r.Body)
 	for rows.Next() {
-		if len(matches) == count {
-			more = true
-			break
-		}
 		r = store.Resource{}
 		if err := rows.Scan(dest...); err != nil {
-			return nil, nil, fmt.Errorf("sqlite: search: %w", s.mapErr(ctx, err))
+			return nil, nil, nil, fmt.Errorf("sqlite: search: %w", s.mapErr(ctx, err))
 		}
 		r.LastUpdated = time.UnixMicro(lu).UTC()
 		r.Method = store.Method(method)
 		matches = append(matches, r)
-		last = cursorPos{rid: rid, keys: slices.Clone(keys)}
+		pos = append(pos, cursorPos{rid: rid, keys: slices.Clone(keys)})
 	}
 	if err := rows.Err(); err != nil {
-		return nil, nil, fmt.Errorf("sqlite: search: %w", s.mapErr(ctx, err))
+		return nil, nil, nil, fmt.Errorf("sqlite: search: %w", s.mapErr(ctx, err))
 	}
-	if !more {
-		return matches, nil, nil
+	back := plan.cursor != nil && plan.cursor.back
+	more := len(matches) > count
+	if more && back {
+		matches, pos = matches[1:], pos[1:]
+	} else if more {
+		matches, pos = matches[:count], pos[:count]
 	}
-	return matches, &last, nil
+	if len(matches) == 0 {
+		return matches, nil, nil, nil
+	}
+	first, last := pos[0], pos[len(pos)-1]
+	first.back = true
+	// Going forward there is a page before unless this is the first;
+	// going backward there is a page after (the one the client came
+	// from).
+	if (back && more) || (!back && plan.cursor != nil) {
+		prev = &first
+	}
+	if back || more {
+		next = &last
+	}
+	return matches, prev, next, nil
 }
 
 // searchPlan is a compiled query.
@@ -325,8 +346,8 @@ func (s *Store) plan(ctx context.Context, q *search.Query) (*searchPlan, error) 
 	if plan.cursor != nil {
 		terms = append(terms, term{expr: "rid", val: plan.cursor.rid})
 		// (t0, t1, …) after (v0, v1, …) in the order's directions:
-		// t0 after v0, or t0 = v0 and t1 after v1, and so on. IS compares
-		// NULLs as equal.
+		// t0 after v0, or t0 = v0 and t1 after v1, and so on; before, for
+		// a backward cursor. IS compares NULLs as equal.
 		var ors []frag
 		for i, t := range terms {
 			var ands []frag
@@ -334,7 +355,7 @@ func (s *Store) plan(ctx context.Context, q *search.Query) (*searchPlan, error) 
 				ands = append(ands, frag{e.expr + " IS ?", []any{e.val}})
 			}
 			op := " > ?"
-			if t.desc {
+			if t.desc != plan.cursor.back {
 				op = " < ?"
 			}
 			ands = append(ands, frag{t.expr + op, []any{t.val}})
@@ -345,6 +366,17 @@ func (s *Store) plan(ctx context.Context, q *search.Query) (*searchPlan, error) 
 	keyCols := "p.rid"
 	for i := range plan.keys {
 		keyCols += fmt.Sprintf(", p.k%d", i)
+	}
+	if plan.cursor != nil && plan.cursor.back {
+		// The count+1 matches just before the cursor: the window is read
+		// in the reverse order, and the outer statement puts it back.
+		for i, o := range order {
+			if d, ok := strings.CutSuffix(o, " DESC"); ok {
+				order[i] = d
+			} else {
+				order[i] = o + " DESC"
+			}
+		}
 	}
 	window := inner.wrap("SELECT * FROM (", ") WHERE ").append(windowWhere).
 		append(frag{" ORDER BY " + strings.Join(order, ", ") + " LIMIT ?", []any{q.Count + 1}})
@@ -543,9 +575,7 @@ func (c *compiler) clause(cl *search.Clause, types []string, res string) (cond, 
 		switch cl.Modifier {
 		case "", "not":
 			negated = cl.Modifier == "not"
-			for i := range cl.Values {
-				as = append(as, c.simple(types, cl.Param, kindToken, tokenValue(&cl.Values[i], "x.code", "x.system"))...)
-			}
+			as = c.simple(types, cl.Param, kindToken, tokenValues(cl.Values, "x.code", "x.system"))
 		case "text":
 			// search.html#token :text: the display or text starts with the
 			// value. Not a seek: the parameter's rows are walked (schema.go).
@@ -1444,10 +1474,14 @@ func (c *compiler) sortKey(k search.SortKey, types []string) (sortKey, error) {
 		return sortKey{}, fmt.Errorf("_sort=%s: sorting on a %s parameter: %w", k.Param, k.Type, store.ErrUnsupported)
 	}
 	pids := c.p.pids(types, k.Param, kind)
+	only := ""
+	if kind == kindString {
+		only = " AND x.value != ''" // not the words of a family name (search.Extract)
+	}
 	return sortKey{
 		expr: frag{"(SELECT " + agg + "(" + col + ") FROM " + tableOf(kind) + " AS x INDEXED BY " + tableOf(kind) +
 			"_rid WHERE x.rid = c.rid AND x.pid IN (" +
-			placeholders(len(pids)) + "))", anys(pids)},
+			placeholders(len(pids)) + ")" + only + ")", anys(pids)},
 		desc:     k.Descending,
 		nullable: true,
 	}, nil
@@ -1543,6 +1577,7 @@ type cursorPos struct {
 	keys  []any
 	rid   int64
 	total int64
+	back  bool // the page before this position, not after (a previous link)
 }
 
 // A search cursor travels like a history cursor (history.go): base64url
@@ -1550,7 +1585,11 @@ type cursorPos struct {
 // type, and a CRC-32 over those bytes and the query's fingerprint, so a
 // cursor garbled, cut or handed to another query is refused. Its values
 // are bound as parameters like any other.
-const searchCursorFormat = 2
+// A backward cursor (a previous link) has its own format byte.
+const (
+	searchCursorFormat = 2
+	searchCursorBack   = 3
+)
 
 const (
 	tagNull byte = iota
@@ -1578,6 +1617,9 @@ func searchFingerprint(q *search.Query) []byte {
 
 func encodeSearchCursor(c cursorPos, fp []byte) string {
 	b := []byte{searchCursorFormat}
+	if c.back {
+		b[0] = searchCursorBack
+	}
 	b = binary.AppendUvarint(b, uint64(c.rid))
 	b = binary.AppendVarint(b, c.total)
 	for _, k := range c.keys {
@@ -1606,7 +1648,7 @@ func decodeSearchCursor(s string, fp []byte, nkeys int) (cursorPos, bool) {
 		return cursorPos{}, false
 	}
 	body := b[:len(b)-4]
-	if binary.BigEndian.Uint32(b[len(b)-4:]) != checksum(body, fp) || body[0] != searchCursorFormat {
+	if binary.BigEndian.Uint32(b[len(b)-4:]) != checksum(body, fp) || (body[0] != searchCursorFormat && body[0] != searchCursorBack) {
 		return cursorPos{}, false
 	}
 	r := body[1:]
@@ -1620,7 +1662,7 @@ func decodeSearchCursor(s string, fp []byte, nkeys int) (cursorPos, bool) {
 		return cursorPos{}, false
 	}
 	r = r[n:]
-	c := cursorPos{rid: int64(rid), total: total}
+	c := cursorPos{rid: int64(rid), total: total, back: body[0] == searchCursorBack}
 	for range nkeys {
 		if len(r) == 0 {
 			return cursorPos{}, false
