@@ -35,7 +35,7 @@ fmt:
 
 # Benchmarks against baselines measured in the same run; see README.
 bench:
-	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -count $(BENCHCOUNT) -timeout 60m $(PKG)
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -count $(BENCHCOUNT) -timeout 150m $(PKG)
 
 clean:
 	rm -rf bin
