@@ -659,6 +659,12 @@ func TestIncludeAssociatedData(t *testing.T) {
 			[]string{"Provenance/prov-p3"}},
 		{"group", "/Group/g1/$export?includeAssociatedData=LatestProvenanceResources", []string{"Provenance/prov-new"}},
 		{"without: Provenance is a type", "/$export?_type=Provenance", []string{"Provenance/prov-dr", "Provenance/prov-new", "Provenance/prov-old", "Provenance/prov-p3"}},
+		// E-PA-06: without the parameter a Patient or Group export holds
+		// every Provenance whose target is in the compartment (an
+		// Observation's too), not only those naming the Patient.
+		{"patient level without: targets in the compartment", "/Patient/$export",
+			[]string{"Provenance/prov-new", "Provenance/prov-old", "Provenance/prov-p3"}},
+		{"group without: its members' compartments", "/Group/g1/$export", []string{"Provenance/prov-new", "Provenance/prov-old"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, m := provenance(tc.path)

@@ -340,7 +340,30 @@ func (k *kickoffParser) parse(params url.Values) error {
 	if err := k.associatedData(list(params["includeAssociatedData"])); err != nil {
 		return err
 	}
-	return k.typeFilters(list(params["_typeFilter"]))
+	if err := k.typeFilters(list(params["_typeFilter"])); err != nil {
+		return err
+	}
+	k.compartmentProvenance(len(params["_type"]) > 0)
+	return nil
+}
+
+// compartmentProvenance: a Patient or Group export without
+// includeAssociatedData holds every Provenance whose target is in the
+// patients' compartments (E-PA-06, Bulk Data IG 2.0.0 export.html:
+// "include all Provenance resources whose target is in the Patient
+// compartment"), where R4's CompartmentDefinition reaches a Provenance
+// only through its patient parameter (a target that is the Patient
+// itself). Over every compartment type that is RelevantProvenanceResources
+// of the exported resources, so that is what it becomes. Not when _type
+// names the types, which may leave the targets out, nor with a Provenance
+// _typeFilter: there Provenance stays a compartment type like any other.
+func (k *kickoffParser) compartmentProvenance(typed bool) {
+	if typed || k.sp.Provenance != "" || !k.sp.Compartment || !slices.Contains(k.sp.Types, "Provenance") ||
+		len(k.sp.TypeFilter["Provenance"]) > 0 {
+		return
+	}
+	k.sp.Provenance = provenanceRelevant
+	k.sp.Types = slices.DeleteFunc(k.sp.Types, func(t string) bool { return t == "Provenance" })
 }
 
 // types resolves the exported types: _type, or every type in scope (the
