@@ -106,6 +106,9 @@ func newCapabilities(cfg Config, now time.Time, reg *search.Registry) capabiliti
 		if ops := operationEntries(t, cfg); ops != nil {
 			res["operation"] = ops
 		}
+		if ps := usCoreProfiles[t]; ps != nil {
+			res["supportedProfile"] = ps
+		}
 		resources = append(resources, res)
 	}
 	rest := map[string]any{
@@ -139,9 +142,7 @@ func newCapabilities(cfg Config, now time.Time, reg *search.Registry) capabiliti
 		"format":      []string{"json", "application/fhir+json", "application/json"},
 		"rest":        []map[string]any{rest},
 	}
-	if len(cfg.Instantiates) > 0 {
-		cs["instantiates"] = cfg.Instantiates
-	}
+	cs["instantiates"] = append([]string{usCoreServer}, cfg.Instantiates...)
 	body, err := json.Marshal(cs)
 	if err != nil {
 		panic(err)

@@ -128,10 +128,12 @@ func TestCapabilitiesOperations(t *testing.T) {
 // TestCapabilitiesExternal: operations served by another handler in front
 // of the API (Config.ExternalOperations: cmd/kiln's bulk export) are
 // listed where they are invoked, after the table's own, and Instantiates
-// becomes CapabilityStatement.instantiates; without them neither appears
+// joins CapabilityStatement.instantiates after US Core's server statement,
+// which is always there (A-CS-06); without them neither appears
 // (capabilitystatement.html; Bulk Data IG export.html#server-capability-documentation).
 func TestCapabilitiesExternal(t *testing.T) {
 	const bulkCS = "http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"
+	const usCore = "http://hl7.org/fhir/us/core/CapabilityStatement/us-core-server|3.1.0"
 	ext := []rest.ExternalOperation{
 		{Name: "export", Definition: "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export", System: true},
 		{Name: "export", Definition: "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export", Types: []string{"Patient"}},
@@ -146,12 +148,12 @@ func TestCapabilitiesExternal(t *testing.T) {
 		instantiates []any
 	}{
 		{name: "none", cfg: rest.Config{},
-			patient: []string{"validate", "everything"}, group: []string{"validate"}},
+			patient: []string{"validate", "everything"}, group: []string{"validate"}, instantiates: []any{usCore}},
 		{name: "bulk", cfg: rest.Config{ExternalOperations: ext, Instantiates: []string{bulkCS}},
 			system:       []string{"export http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"},
 			patient:      []string{"validate", "everything", "export http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"},
 			group:        []string{"validate", "export http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"},
-			instantiates: []any{bulkCS}},
+			instantiates: []any{usCore, bulkCS}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			db, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(t.TempDir(), "kiln.db")})
