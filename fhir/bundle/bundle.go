@@ -38,9 +38,18 @@ type Func func(value string, kind Kind) (string, error)
 // Rewrite returns resource with every value replaced by what fn returns.
 // When fn changes nothing the input is returned as is.
 func Rewrite(resource []byte, fn Func) ([]byte, error) {
+	out, _, err := RewriteValue(resource, fn)
+	return out, err
+}
+
+// RewriteValue is Rewrite that also returns the rewritten resource as
+// decoded (encoding/json with UseNumber): what decoding the returned bytes
+// would give, so that the caller need not decode them again
+// (resource.ParseValue).
+func RewriteValue(resource []byte, fn Func) ([]byte, any, error) {
 	v, err := decode(resource)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	changed := false
 	v, err = walk(v, "", func(s string, k Kind) (string, error) {
@@ -50,16 +59,19 @@ func Rewrite(resource []byte, fn Func) ([]byte, error) {
 		}
 		return out, err
 	})
-	if err != nil || !changed {
-		return resource, err
+	if err != nil {
+		return nil, nil, err
+	}
+	if !changed {
+		return resource, v, nil
 	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(v); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), v, nil
 }
 
 // References calls fn with every `reference` value in resource, in no

@@ -225,7 +225,7 @@ func (l *loader) load(ctx context.Context, u unit) error {
 		if !ok[i] {
 			continue
 		}
-		body, err := bundle.Rewrite(it.raw, func(v string, k bundle.Kind) (string, error) {
+		body, val, err := bundle.RewriteValue(it.raw, func(v string, k bundle.Kind) (string, error) {
 			if target, ok := ids[v]; ok {
 				return target, nil
 			}
@@ -235,7 +235,7 @@ func (l *loader) load(ctx context.Context, u unit) error {
 			return v, nil
 		})
 		if err == nil {
-			parsed[i], err = resource.Parse(body)
+			parsed[i], err = resource.ParseValue(body, val)
 		}
 		if err == nil && parsed[i].Type != it.typ {
 			err = outcome.New(400, outcome.CodeInvalid, "resourceType changed", "resourceType")
@@ -335,7 +335,12 @@ func (l *loader) change(ctx context.Context, p *resource.Resource, id string) (s
 	if err != nil {
 		return store.Change{}, 0, err
 	}
-	index, err := l.opts.Registry.Extract(p.Type, body)
+	var index []search.Entry
+	if v := p.Decoded(); v != nil {
+		index, err = l.opts.Registry.ExtractValue(p.Type, v)
+	} else {
+		index, err = l.opts.Registry.Extract(p.Type, body)
+	}
 	if err != nil {
 		return store.Change{}, 0, outcome.New(422, outcome.CodeProcessing, "the resource could not be indexed")
 	}
