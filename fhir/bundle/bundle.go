@@ -47,12 +47,18 @@ func Rewrite(resource []byte, fn Func) ([]byte, error) {
 // would give, so that the caller need not decode them again
 // (resource.ParseValue).
 func RewriteValue(resource []byte, fn Func) ([]byte, any, error) {
-	v, err := decode(resource)
+	v, err := Decode(resource)
 	if err != nil {
 		return nil, nil, err
 	}
+	return RewriteDecoded(resource, v, fn)
+}
+
+// RewriteDecoded is RewriteValue for a resource the caller has decoded
+// already, with Decode; v is rewritten in place.
+func RewriteDecoded(resource []byte, v any, fn Func) ([]byte, any, error) {
 	changed := false
-	v, err = walk(v, "", func(s string, k Kind) (string, error) {
+	v, err := walk(v, "", func(s string, k Kind) (string, error) {
 		out, err := fn(s, k)
 		if err == nil && out != s {
 			changed = true
@@ -77,7 +83,7 @@ func RewriteValue(resource []byte, fn Func) ([]byte, any, error) {
 // References calls fn with every `reference` value in resource, in no
 // particular order.
 func References(resource []byte, fn func(ref string)) error {
-	v, err := decode(resource)
+	v, err := Decode(resource)
 	if err != nil {
 		return err
 	}
@@ -90,7 +96,9 @@ func References(resource []byte, fn func(ref string)) error {
 	return err
 }
 
-func decode(resource []byte) (any, error) {
+// Decode decodes a resource as the functions of this package do
+// (encoding/json with UseNumber).
+func Decode(resource []byte) (any, error) {
 	dec := json.NewDecoder(bytes.NewReader(resource))
 	dec.UseNumber()
 	var v any
