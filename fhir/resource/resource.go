@@ -78,7 +78,7 @@ func Parse(body []byte) (*Resource, error) { return ParseValue(body, nil) }
 
 // ParseValue is Parse for a body the caller has already decoded: v, when
 // not nil, must be what encoding/json with UseNumber decodes body to (as
-// fhir/bundle.RewriteValue returns it); Parse keeps it (see Decoded), so
+// fhir/bundle.RewriteValue returns it); the Resource keeps it (Decoded), so
 // the caller must not use it afterwards.
 func ParseValue(body []byte, v any) (*Resource, error) { return parse(body, v, true) }
 
