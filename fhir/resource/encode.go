@@ -24,12 +24,17 @@ import (
 //     time) is padded or cut to milliseconds or microseconds;
 //   - a "-00:00" timezone becomes "+00:00";
 //   - an integer written -0 becomes 0;
-//   - a Reference.reference's own extensions (_reference) are dropped.
+//   - a Reference.reference's own extensions (_reference) are dropped;
+//   - an empty array is dropped;
+//   - a choice element's value ("deceasedBoolean") is dropped when its
+//     primitive extensions ("_deceasedBoolean") are given.
 //
 // appendCanonical refuses a superset of these, conservatively: any string
 // with such a fraction or ending in -00:00 (a narrative that mentions one
 // only costs the slow path), the number -0 (a decimal -0 would keep its
-// text, but it is rare), any _reference key. Decimals keep their text
+// text, but it is rare), any _reference key, any empty array, any _ key
+// ending in the name of a primitive type (a choice element's, or one
+// such as _birthDate that only looks like it). Decimals keep their text
 // otherwise, exponent included; an integer with an exponent or a fraction
 // does not parse.
 
@@ -44,7 +49,7 @@ func appendCanonical(out []byte, v any) (_ []byte, ok bool) {
 		var stack [48]string
 		keys := stack[:0]
 		for k := range v {
-			if k == "_reference" {
+			if k == "_reference" || k[0] == '_' && choiceSuffix(k) {
 				return out, false
 			}
 			keys = append(keys, k)
@@ -63,6 +68,9 @@ func appendCanonical(out []byte, v any) (_ []byte, ok bool) {
 		}
 		return append(out, '}'), true
 	case []any:
+		if len(v) == 0 {
+			return out, false
+		}
 		out = append(out, '[')
 		for i, x := range v {
 			if i > 0 {
@@ -122,6 +130,22 @@ func normalised(s string) bool {
 }
 
 func digit(c byte) bool { return '0' <= c && c <= '9' }
+
+// primitiveTypes are the suffixes of choice elements of primitive type
+// ("valueString", "deceasedBoolean", "effectiveDateTime").
+var primitiveTypes = [...]string{"Base64Binary", "Boolean", "Canonical", "Code", "Date", "DateTime", "Decimal",
+	"Id", "Instant", "Integer", "Markdown", "Oid", "PositiveInt", "String", "Time", "UnsignedInt", "Uri", "Url", "Uuid"}
+
+// choiceSuffix reports whether key ends in the name of a primitive type
+// after at least one lower-case letter: it may name a choice element.
+func choiceSuffix(key string) bool {
+	for _, t := range primitiveTypes {
+		if len(key) > len(t)+1 && strings.HasSuffix(key, t) {
+			return true
+		}
+	}
+	return false
+}
 
 // appendString appends s as a JSON string exactly as encoding/json with
 // SetEscapeHTML(false) writes it. Strings with nothing to escape, nearly

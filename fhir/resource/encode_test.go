@@ -49,7 +49,7 @@ func TestCanonicalEdgeCases(t *testing.T) {
 		{true, `{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"Patient?identifier=a|b"}}`},
 		{true, `{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/1","display":"d"},"_status":{"extension":[{"url":"http://e","valueString":"v"}]}}`},
 		{true, `{"resourceType":"Patient","name":[{"given":["a"],"_given":[{"id":"g1"}]}]}`},
-		{true, `{"resourceType":"Patient","birthDate":"1970","_birthDate":{"extension":[{"url":"http://hl7.org/fhir/StructureDefinition/patient-birthTime","valueDateTime":"1970-01-01T10:00:00+10:00"}]}}`},
+		{false, `{"resourceType":"Patient","birthDate":"1970","_birthDate":{"extension":[{"url":"http://hl7.org/fhir/StructureDefinition/patient-birthTime","valueDateTime":"1970-01-01T10:00:00+10:00"}]}}`},
 		{true, `{"resourceType":"Patient","gender":"other","_gender":{"extension":[{"url":"http://x","valueString":"y"}]}}`},
 		{true, `{"resourceType":"Patient","extension":[{"url":"http://x","valueDecimal":1.10}]}`},
 		{true, `{"resourceType":"Patient","extension":[{"url":"http://x","extension":[{"url":"a","valueInteger":3}]}]}`},
@@ -103,6 +103,14 @@ func TestCanonicalEdgeCases(t *testing.T) {
 		{true, `{"resourceType":"Patient","extension":[{"url":"http://x","valueOid":"urn:oid:1.2"}]}`},
 		{true, `{"resourceType":"Patient","extension":[{"url":"http://x","valueCode":"A"}],"gender":"male"}`},
 		{false, `{"resourceType":"Patient","contained":[{"resourceType":"Observation","id":"o","status":"final","code":{"text":"x"},"subject":{"reference":"#","_reference":{"id":"q"}}}]}`},
+		{false, `{"resourceType":"Patient","extension":[]}`},
+		{false, `{"resourceType":"Patient","name":[{"given":[],"family":"x"}]}`},
+		{false, `{"resourceType":"Patient","deceasedBoolean":false,"_deceasedBoolean":{"id":"d"}}`},
+		{false, `{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueString":"v","_valueString":{"extension":[{"url":"http://x","valueCode":"c"}]}}`},
+		{false, `{"resourceType":"Patient","birthDate":"1970","_birthDate":{"id":"b"}}`},
+		{true, `{"resourceType":"Patient","maritalStatus":{},"name":[{}]}`},
+		{true, `{"resourceType":"Patient","active":true,"_active":{"id":"a"}}`},
+		{true, `{"resourceType":"Patient","extension":[{"url":"http://x","valueInstant":"2015-02-07T13:28:17.123456+05:30"}]}`},
 	}
 	at := time.Date(2024, 5, 6, 7, 8, 9, 123456789, time.UTC)
 	for _, c := range cases {
