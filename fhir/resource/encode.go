@@ -5,7 +5,11 @@ import (
 	"encoding/json"
 	"slices"
 	"strings"
+	"sync"
 	"unicode/utf8"
+
+	bcrpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/bundle_and_contained_resource_go_proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 // Canonical JSON from the request body. google/fhir's marshaller builds a
@@ -27,14 +31,18 @@ import (
 //   - a Reference.reference's own extensions (_reference) are dropped;
 //   - an empty array is dropped;
 //   - a choice element's value ("deceasedBoolean") is dropped when its
-//     primitive extensions ("_deceasedBoolean") are given.
+//     primitive extensions ("_deceasedBoolean") are given;
+//   - a primitive given as an empty object or string is dropped;
+//   - an enum-held code is read case-insensitively and written in its
+//     own spelling (enumKeys).
 //
 // appendCanonical refuses a superset of these, conservatively: any string
 // with such a fraction or ending in -00:00 (a narrative that mentions one
 // only costs the slow path), the number -0 (a decimal -0 would keep its
-// text, but it is rare), any _reference key, any empty array, any _ key
-// ending in the name of a primitive type (a choice element's, or one
-// such as _birthDate that only looks like it). Decimals keep their text
+// text, but it is rare), any _reference key, any empty array, object or
+// string, any enum-held code (enumKeys) with an upper-case letter or
+// underscore, any _ key ending in the name of a primitive type (a choice
+// element's, or one such as _birthDate that only looks like it). Decimals keep their text
 // otherwise, exponent included; an integer with an exponent or a fraction
 // does not parse.
 
@@ -46,10 +54,16 @@ import (
 func appendCanonical(out []byte, v any) (_ []byte, ok bool) {
 	switch v := v.(type) {
 	case map[string]any:
+		if len(v) == 0 {
+			return out, false
+		}
 		var stack [48]string
 		keys := stack[:0]
-		for k := range v {
+		for k, x := range v {
 			if k == "_reference" || k[0] == '_' && choiceSuffix(k) {
+				return out, false
+			}
+			if enumKeys()[k] && !lowerCode(x) {
 				return out, false
 			}
 			keys = append(keys, k)
@@ -82,7 +96,7 @@ func appendCanonical(out []byte, v any) (_ []byte, ok bool) {
 		}
 		return append(out, ']'), true
 	case string:
-		if normalised(v) {
+		if v == "" || normalised(v) {
 			return out, false
 		}
 		return appendString(out, v), true
@@ -130,6 +144,67 @@ func normalised(s string) bool {
 }
 
 func digit(c byte) bool { return '0' <= c && c <= '9' }
+
+// enumKeys are the JSON names of the elements google/fhir holds as an
+// enum (codes with a required binding: status, gender, use, …), in any
+// type. It reads such a code case-insensitively, with _ for -, and writes
+// the enum's own spelling ("finAl" comes back "final"); the body path
+// leaves to the marshal a value of these names that has an upper-case
+// letter or an underscore (lowerCode), though most are free-text codes of
+// the same name elsewhere and would come back as they are.
+var enumKeys = sync.OnceValue(func() map[string]bool {
+	enum, other := map[string]bool{}, map[string]bool{}
+	seen := map[protoreflect.FullName]bool{}
+	var walk func(md protoreflect.MessageDescriptor)
+	walk = func(md protoreflect.MessageDescriptor) {
+		if seen[md.FullName()] {
+			return
+		}
+		seen[md.FullName()] = true
+		fields := md.Fields()
+		for i := 0; i < fields.Len(); i++ {
+			f := fields.Get(i)
+			if f.Kind() != protoreflect.MessageKind {
+				continue
+			}
+			if vf := f.Message().Fields().ByName("value"); vf != nil && vf.Kind() == protoreflect.EnumKind {
+				enum[f.JSONName()] = true
+			} else {
+				other[f.JSONName()] = true
+			}
+			walk(f.Message())
+		}
+	}
+	walk((&bcrpb.ContainedResource{}).ProtoReflect().Descriptor())
+	// Only names that are enums wherever they occur (gender, intent, …),
+	// and status, an enum nearly everywhere: the others (system, code,
+	// type, target, …) are free strings or structures in most places, where
+	// upper case is common. An enum of such a name in the wrong case is
+	// stored as sent, a known gap of the body path.
+	for k := range enum {
+		if other[k] && k != "status" {
+			delete(enum, k)
+		}
+	}
+	delete(enum, "resourceType") // read exactly or not at all
+	return enum
+})
+
+// lowerCode reports whether v, the value of an enumKeys element (a string,
+// or an array of them), has no upper-case letter or underscore.
+func lowerCode(v any) bool {
+	switch v := v.(type) {
+	case string:
+		return !strings.ContainsFunc(v, func(r rune) bool { return r == '_' || 'A' <= r && r <= 'Z' })
+	case []any:
+		for _, x := range v {
+			if !lowerCode(x) {
+				return false
+			}
+		}
+	}
+	return true
+}
 
 // primitiveTypes are the suffixes of choice elements of primitive type
 // ("valueString", "deceasedBoolean", "effectiveDateTime").

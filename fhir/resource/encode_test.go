@@ -108,9 +108,14 @@ func TestCanonicalEdgeCases(t *testing.T) {
 		{false, `{"resourceType":"Patient","deceasedBoolean":false,"_deceasedBoolean":{"id":"d"}}`},
 		{false, `{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueString":"v","_valueString":{"extension":[{"url":"http://x","valueCode":"c"}]}}`},
 		{false, `{"resourceType":"Patient","birthDate":"1970","_birthDate":{"id":"b"}}`},
-		{true, `{"resourceType":"Patient","maritalStatus":{},"name":[{}]}`},
+		{false, `{"resourceType":"Patient","maritalStatus":{},"name":[{}]}`},
 		{true, `{"resourceType":"Patient","active":true,"_active":{"id":"a"}}`},
 		{true, `{"resourceType":"Patient","extension":[{"url":"http://x","valueInstant":"2015-02-07T13:28:17.123456+05:30"}]}`},
+		{false, `{"resourceType":"Observation","status":"finAl","code":{"text":"x"}}`},
+		{false, `{"resourceType":"Observation","status":"entered_in_error","code":{"text":"x"}}`},
+		{false, `{"resourceType":"Observation","status":"final","code":{"text":{}}}`},
+		{true, `{"resourceType":"Observation","status":"entered-in-error","code":{"text":"X_Y","coding":[{"code":"LA_6"}]}}`},
+		{false, `{"resourceType":"Observation","status":"final","code":{"text":""}}`},
 	}
 	at := time.Date(2024, 5, 6, 7, 8, 9, 123456789, time.UTC)
 	for _, c := range cases {
