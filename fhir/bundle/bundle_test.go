@@ -1,7 +1,9 @@
 package bundle
 
 import (
+	"encoding/json"
 	"errors"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -38,10 +40,46 @@ func TestRewrite(t *testing.T) {
 			if (err != nil) != tc.err {
 				t.Fatalf("err %v, want error %v", err, tc.err)
 			}
-			if !tc.err && string(got) != tc.want {
+			if tc.err {
+				return
+			}
+			// Unchanged, the bytes are kept; rewritten, the keys come in
+			// any order and only the values count.
+			if string(got) != tc.want && (tc.in == tc.want || !reflect.DeepEqual(decoded(t, got), decoded(t, []byte(tc.want)))) {
 				t.Errorf("got  %s\nwant %s", got, tc.want)
 			}
+			// RewriteValue's value is what the bytes decode to.
+			out, v, err := RewriteValue([]byte(tc.in), fn)
+			if err != nil || !reflect.DeepEqual(v, decoded(t, out)) {
+				t.Errorf("RewriteValue: value %v, bytes %s (%v)", v, out, err)
+			}
 		})
+	}
+}
+
+func decoded(t *testing.T, b []byte) any {
+	t.Helper()
+	v, err := Decode(b)
+	if err != nil {
+		t.Fatalf("%s: %v", b, err)
+	}
+	return v
+}
+
+// TestAppendJSON checks that what appendJSON writes decodes to the value
+// it was given, for every kind of value and string escaping.
+func TestAppendJSON(t *testing.T) {
+	in := `{"s":"plain","e":"é😀\u2028\"\\\n\t<&>\u0001","n":[1.50,-0,1E-22,12345678901234567890],"b":[true,false,null],"o":{"":{},"a":[]}}`
+	v := decoded(t, []byte(in))
+	out, err := appendJSON(nil, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !json.Valid(out) || !reflect.DeepEqual(decoded(t, out), v) {
+		t.Errorf("appendJSON: %s does not decode to %v", out, v)
+	}
+	if _, err := appendJSON(nil, 1.5); err == nil {
+		t.Error("appendJSON(float64) did not fail: Decode never returns one")
 	}
 }
 

@@ -87,6 +87,7 @@ type item struct {
 	where   string // file and entry or line, for reasons
 	fullURL string
 	raw     json.RawMessage
+	val     any // raw decoded (bundle.Decode), once identified
 	typ, id string
 }
 
@@ -205,7 +206,15 @@ func (l *loader) load(ctx context.Context, u unit) error {
 	ok := make([]bool, len(u.items))
 	for i := range u.items {
 		it := &u.items[i]
-		typ, id, err := identity(it.raw, it.fullURL)
+		// Decoded once: identity, reference rewriting, the canonical JSON
+		// and index extraction all read this value.
+		val, err := bundle.Decode(it.raw)
+		var typ, id string
+		if err == nil {
+			typ, id, err = identity(it.raw, val, it.fullURL)
+		} else {
+			err = outcome.New(400, outcome.CodeStructure, "not a JSON resource")
+		}
 		if err == nil && seen[typ+"/"+id] {
 			err = outcome.New(400, outcome.CodeDuplicate, "the same resource twice in one bundle or run of lines", typ+".id")
 		}
@@ -215,7 +224,7 @@ func (l *loader) load(ctx context.Context, u unit) error {
 			}
 			continue
 		}
-		it.typ, it.id, ok[i] = typ, id, true
+		it.typ, it.id, it.val, ok[i] = typ, id, val, true
 		seen[typ+"/"+id] = true
 		if it.fullURL != "" {
 			ids[it.fullURL] = typ + "/" + id
@@ -225,7 +234,7 @@ func (l *loader) load(ctx context.Context, u unit) error {
 		if !ok[i] {
 			continue
 		}
-		body, err := bundle.Rewrite(it.raw, func(v string, k bundle.Kind) (string, error) {
+		body, val, err := bundle.RewriteDecoded(it.raw, it.val, func(v string, k bundle.Kind) (string, error) {
 			if target, ok := ids[v]; ok {
 				return target, nil
 			}
@@ -235,7 +244,8 @@ func (l *loader) load(ctx context.Context, u unit) error {
 			return v, nil
 		})
 		if err == nil {
-			parsed[i], err = resource.Parse(body)
+			parsed[i], err = resource.ParseValue(body, val)
+			u.items[i].val = nil // parsed[i] holds it now
 		}
 		if err == nil && parsed[i].Type != it.typ {
 			err = outcome.New(400, outcome.CodeInvalid, "resourceType changed", "resourceType")
@@ -335,7 +345,12 @@ func (l *loader) change(ctx context.Context, p *resource.Resource, id string) (s
 	if err != nil {
 		return store.Change{}, 0, err
 	}
-	index, err := l.opts.Registry.Extract(p.Type, body)
+	var index []search.Entry
+	if v := p.Decoded(); v != nil {
+		index, err = l.opts.Registry.ExtractValue(p.Type, v)
+	} else {
+		index, err = l.opts.Registry.Extract(p.Type, body)
+	}
 	if err != nil {
 		return store.Change{}, 0, outcome.New(422, outcome.CodeProcessing, "the resource could not be indexed")
 	}
@@ -348,13 +363,17 @@ func (l *loader) change(ctx context.Context, p *resource.Resource, id string) (s
 }
 
 // identity is the stable type and id of a resource (see the package doc).
-func identity(raw json.RawMessage, fullURL string) (string, string, error) {
-	var head struct {
-		ResourceType string `json:"resourceType"`
-		ID           string `json:"id"`
-	}
-	if err := json.Unmarshal(raw, &head); err != nil || head.ResourceType == "" {
+func identity(raw json.RawMessage, val any, fullURL string) (string, string, error) {
+	obj, _ := val.(map[string]any)
+	var head struct{ ResourceType, ID string }
+	var ok bool
+	if head.ResourceType, ok = obj["resourceType"].(string); !ok || head.ResourceType == "" {
 		return "", "", outcome.New(400, outcome.CodeStructure, "not a JSON resource")
+	}
+	if id, has := obj["id"]; has {
+		if head.ID, ok = id.(string); !ok {
+			return "", "", outcome.New(400, outcome.CodeStructure, "not a JSON resource")
+		}
 	}
 	if !resource.IsType(head.ResourceType) {
 		return "", "", outcome.New(400, outcome.CodeNotSupported, "unknown resource type", "resourceType")

@@ -167,6 +167,8 @@ func TestNDJSONAndRejects(t *testing.T) {
 		`{"resourceType":"Observation","id":"o1","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/p1"}}`,
 		`{"resourceType":"Frobnicator","id":"f1"}`,
 		`{"resourceType":"Patient"`,
+		`{"resourceType":"Patient","id":7}`,
+		`[{"resourceType":"Patient"}]`,
 	}, "\n")), 0o600)
 	writeGzip(t, filepath.Join(dir, "b.ndjson.gz"),
 		`{"resourceType":"Patient","id":"p3"}`,
@@ -187,14 +189,14 @@ func TestNDJSONAndRejects(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The last progress line: everything read, every resource counted.
-	if !strings.Contains(progress.String(), "100.0%  9 resources") || !strings.Contains(progress.String(), "ETA 0s") {
+	if !strings.Contains(progress.String(), "100.0%  11 resources") || !strings.Contains(progress.String(), "ETA 0s") {
 		t.Errorf("progress output %q lacks the final 100%% line", progress.String())
 	}
 	// Loaded: p1, o1, p3 (its second line is a duplicate in the same run).
-	// Rejected: p2 (gender), Frobnicator, truncated JSON, the duplicate p3,
-	// both entries of the transaction.
-	if sum.Files != 3 || sum.Created != 3 || sum.Rejected != 6 {
-		t.Fatalf("summary %+v, want 3 files, 3 created, 6 rejected", sum)
+	// Rejected: p2 (gender), Frobnicator, truncated JSON, a number for an
+	// id, an array, the duplicate p3, both entries of the transaction.
+	if sum.Files != 3 || sum.Created != 3 || sum.Rejected != 8 {
+		t.Fatalf("summary %+v, want 3 files, 3 created, 8 rejected", sum)
 	}
 	for _, want := range []string{"value at Patient.gender", "not-supported at resourceType", "structure", "duplicate at Patient.id", "not-found at Observation.reference"} {
 		found := false

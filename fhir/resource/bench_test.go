@@ -72,7 +72,7 @@ func BenchmarkResourceTypeFirst(b *testing.B) {
 	outs := make([][]byte, len(src))
 	size := 0
 	for i, body := range src {
-		r, err := Parse(body)
+		r, err := parse(body, nil, false)
 		if err != nil {
 			b.Fatal(err)
 		}

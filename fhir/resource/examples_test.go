@@ -93,7 +93,7 @@ func TestExamples(t *testing.T) {
 			}
 			// Stamp consumed r's proto (it keeps a template instead):
 			// compare with the marshalling of a fresh parse.
-			fresh, err := Parse(body)
+			fresh, err := parse(body, nil, false)
 			if err != nil {
 				t.Fatal(err)
 			}

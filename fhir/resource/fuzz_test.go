@@ -1,6 +1,7 @@
 package resource
 
 import (
+	"bytes"
 	"errors"
 	"net/http"
 	"testing"
@@ -10,14 +11,17 @@ import (
 )
 
 // FuzzParse checks that Parse answers any body with a resource or a 400,
-// and that what it accepts can be stamped and its canonical JSON parsed
-// again.
+// that what it accepts can be stamped and its canonical JSON parsed again,
+// and that the canonical JSON is google/fhir's marshal byte for byte
+// whichever path made it (encode.go).
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(patientJSON))
 	f.Add([]byte(observationJSON))
 	f.Add([]byte(`{"resourceType":"Bundle","type":"collection","entry":[{"resource":{"resourceType":"Patient","active":true}}]}`))
 	f.Add([]byte(`{"resourceType":"Patient","contained":[{"resourceType":"Organization","id":"o","name":"x"}],"managingOrganization":{"reference":"#o"}}`))
 	f.Add([]byte(`{"resourceType":"Patient","name":[{"given":["a",null],"_given":[null,{"id":"x"}]}]}`))
+	f.Add([]byte(`{"resourceType":"Observation","status":"final","code":{"text":"x"},"effectiveDateTime":"2015-02-07T13:28:17.25-00:00","valueInteger":-0}`))
+	f.Add([]byte(`{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/1","_reference":{"id":"r"}},"valueQuantity":{"value":-0.50e1}}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		r, err := Parse(body)
 		if err != nil {
@@ -33,6 +37,18 @@ func FuzzParse(f *testing.F) {
 		}
 		if _, err := Parse(out); err != nil {
 			t.Fatalf("canonical JSON %s of %q does not parse: %v", out, body, err)
+		}
+		old, err := parse(body, nil, false)
+		if err != nil {
+			t.Fatalf("Parse(%q) without the body path: %v", body, err)
+		}
+		want, err := old.marshal("x", 1, time.Unix(0, 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resourceTypeFirst(want)
+		if !bytes.Equal(out, want) {
+			t.Fatalf("canonical JSON of %q:\n got %s\nwant %s", body, out, want)
 		}
 	})
 }

@@ -10,7 +10,9 @@
 package resource
 
 import (
+	"bytes"
 	"cmp"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"reflect"
@@ -59,14 +61,31 @@ type Resource struct {
 	ID string
 	cr *bcrpb.ContainedResource
 	// tmpl is the canonical JSON with placeholder id/meta values, made by
-	// the first Stamp; later Stamps splice into it (see stampTemplate).
+	// Parse from the body (valueTemplate) or else by the first Stamp from
+	// the proto (stampTemplate); Stamps splice into it.
 	tmpl *template
+	// val is the body decoded with encoding/json and UseNumber when tmpl
+	// was made from it, else nil. Stamp sets its id and meta to the values
+	// it stamped, so that val is what decoding Stamp's result would give.
+	val     map[string]any
+	stamped bool // val holds a Stamp's values, not the placeholders
 }
 
 // Parse validates body as a FHIR R4 resource. Every problem found is
 // reported in the returned *outcome.Error (status 400), each issue with the
 // FHIRPath of the element in expression.
-func Parse(body []byte) (*Resource, error) {
+func Parse(body []byte) (*Resource, error) { return ParseValue(body, nil) }
+
+// ParseValue is Parse for a body the caller has already decoded: v, when
+// not nil, must be what encoding/json with UseNumber decodes body to (as
+// fhir/bundle.RewriteValue returns it); the Resource keeps it (Decoded), so
+// the caller must not use it afterwards.
+func ParseValue(body []byte, v any) (*Resource, error) { return parse(body, v, true) }
+
+// parse is ParseValue; fromBody false keeps the proto and leaves the
+// canonical JSON to google/fhir's marshal, the reference the body path is
+// tested against.
+func parse(body []byte, v any, fromBody bool) (*Resource, error) {
 	issues, err := checkShape(body)
 	if err != nil {
 		return nil, err
@@ -84,11 +103,26 @@ func Parse(body []byte) (*Resource, error) {
 	if res == nil {
 		return nil, outcome.New(http.StatusBadRequest, outcome.CodeStructure, "no resource in body")
 	}
-	utcZones(res)
 	r := &Resource{Type: string(res.Descriptor().Name()), cr: cr}
 	if idf := res.Descriptor().Fields().ByName("id"); idf != nil && res.Has(idf) {
 		r.ID = res.Get(idf).Message().Interface().(*d4pb.Id).GetValue()
 	}
+	// The canonical JSON from the body itself when it can be (encode.go);
+	// the proto is then no longer needed.
+	if v == nil && fromBody {
+		d := json.NewDecoder(bytes.NewReader(body))
+		d.UseNumber()
+		if d.Decode(&v) != nil {
+			v = nil
+		}
+	}
+	if m, _ := v.(map[string]any); m != nil {
+		if t, ok := valueTemplate(m); ok {
+			r.tmpl, r.val, r.cr = t, m, nil
+			return r, nil
+		}
+	}
+	utcZones(res)
 	return r, nil
 }
 
@@ -108,18 +142,6 @@ func resourceOf(cr *bcrpb.ContainedResource) protoreflect.Message {
 // Resource may be stamped more than once (a write retried with the next
 // version): each call starts from the resource as parsed.
 func (r *Resource) Stamp(id string, version int64, lastUpdated time.Time) ([]byte, error) {
-	if !plainID(id) {
-		// Not reached by ids the REST layer accepts ([A-Za-z0-9\-\.]{1,64}):
-		// such an id takes the old path (a full marshal), which only works
-		// before a first Stamp has consumed the proto.
-		out, err := r.marshal(id, version, lastUpdated)
-		if err != nil {
-			return nil, err
-		}
-		r.ID = id
-		resourceTypeFirst(out)
-		return out, nil
-	}
 	if r.tmpl == nil {
 		t, err := r.stampTemplate()
 		if err != nil {
@@ -127,8 +149,39 @@ func (r *Resource) Stamp(id string, version int64, lastUpdated time.Time) ([]byt
 		}
 		r.tmpl = t
 	}
+	text := id
+	if !plainID(id) {
+		// Not an id the REST layer accepts ([A-Za-z0-9\-\.]{1,64}): put
+		// it in as encoding/json, which both marshals use, writes it.
+		q := appendString(nil, id)
+		text = string(q[1 : len(q)-1])
+	}
+	return r.fill(text, id, version, lastUpdated), nil
+}
+
+// fill stamps the template: text is id as written in JSON.
+func (r *Resource) fill(text, id string, version int64, lastUpdated time.Time) []byte {
+	v, at := strconv.FormatInt(version, 10), instant(lastUpdated)
 	r.ID = id
-	return r.tmpl.fill(id, strconv.FormatInt(version, 10), instant(lastUpdated)), nil
+	if r.val != nil {
+		r.val["id"] = id
+		meta := r.val["meta"].(map[string]any) // set by valueTemplate
+		meta["versionId"], meta["lastUpdated"] = v, at
+		r.stamped = true
+	}
+	return r.tmpl.fill(text, v, at)
+}
+
+// Decoded is the JSON value of what the last Stamp returned, as
+// encoding/json with UseNumber decodes it, or nil when it is not at hand
+// (the resource took the marshal path, or was not stamped yet): search
+// extraction then need not decode the bytes again. The caller must not
+// modify it; the next Stamp does.
+func (r *Resource) Decoded() map[string]any {
+	if !r.stamped {
+		return nil
+	}
+	return r.val
 }
 
 // marshal returns google/fhir's JSON for the stamped resource.

@@ -3,6 +3,7 @@ package resource
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 )
 
@@ -36,10 +37,9 @@ type template struct {
 	what  [3]int
 }
 
-// stampTemplate marshals r with the placeholders and finds where they are:
-// the top-level "id" and the top-level meta's "versionId" and
-// "lastUpdated". It is the only marshal of r.cr, so it marshals r.cr
-// itself (no clone; the proto is dropped afterwards).
+// stampTemplate marshals r with the placeholders and finds where they are.
+// It is the only marshal of r.cr, so it marshals r.cr itself (no clone;
+// the proto is dropped afterwards).
 func (r *Resource) stampTemplate() (*template, error) {
 	b, err := r.marshalCR(r.cr, placeholderID, placeholderVersion, placeholderTime)
 	if err != nil {
@@ -47,6 +47,38 @@ func (r *Resource) stampTemplate() (*template, error) {
 	}
 	r.cr = nil
 	resourceTypeFirst(b)
+	return newTemplate(b)
+}
+
+// valueTemplate is stampTemplate from the decoded body (encode.go): the
+// placeholders are set in v, which keeps them. ok is false when v holds a
+// value google/fhir would normalise: then only the marshal gives the
+// canonical JSON.
+func valueTemplate(v map[string]any) (t *template, ok bool) {
+	meta, _ := v["meta"].(map[string]any)
+	if meta == nil {
+		if _, has := v["meta"]; has {
+			return nil, false
+		}
+		meta = map[string]any{}
+		v["meta"] = meta
+	}
+	v["id"] = placeholderID
+	meta["versionId"] = strconv.FormatInt(placeholderVersion, 10)
+	meta["lastUpdated"] = instant(placeholderTime)
+	b, ok := appendCanonical(make([]byte, 0, 4096), v)
+	if !ok {
+		return nil, false
+	}
+	resourceTypeFirst(b)
+	t, err := newTemplate(b)
+	return t, err == nil
+}
+
+// newTemplate finds the stamped values in b, canonical JSON with the
+// placeholders: the top-level "id" and the top-level meta's "versionId"
+// and "lastUpdated".
+func newTemplate(b []byte) (*template, error) {
 	top, err := properties(b)
 	if err != nil {
 		return nil, fmt.Errorf("resource: template: %w", err)

@@ -63,7 +63,7 @@ func TestStampSplice(t *testing.T) {
 				t.Fatalf("%s: Stamp: %v", names[n], err)
 			}
 			// The old path, on a fresh parse: one marshal per stamp.
-			old, err := Parse(body)
+			old, err := parse(body, nil, false)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -76,14 +76,18 @@ func TestStampSplice(t *testing.T) {
 				t.Fatalf("%s stamped %s/%d/%v:\n got %s\nwant %s", names[n], id, s.version, s.at, got, want)
 			}
 		}
-		if spliced.tmpl != nil {
+		if spliced.val != nil { // the body path (encode.go), not the marshal
 			fast++
+		} else {
+			t.Logf("marshal path: %s", names[n])
 		}
 	}
-	// The comparison above passes on the fallback path too: make sure the
-	// splice is what was compared.
-	if fast != len(bodies) {
-		t.Errorf("the splice served %d of %d resources, want all", fast, len(bodies))
+	// The comparison above passes on the marshal path too: make sure the
+	// template made from the body is what was compared.
+	// A few examples hold what the body path leaves to the marshal
+	// (encode.go: _birthDate and the like); Synthea holds none.
+	if slow := len(bodies) - fast; slow > len(bodies)/50 {
+		t.Errorf("the body path served %d of %d resources, want all but a few", fast, len(bodies))
 	}
 	t.Logf("%d resources compared", len(bodies))
 }

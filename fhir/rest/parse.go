@@ -7,6 +7,7 @@ import (
 
 	"github.com/kiln-fhir/kiln/fhir/outcome"
 	"github.com/kiln-fhir/kiln/fhir/resource"
+	"github.com/kiln-fhir/kiln/fhir/search"
 	"github.com/kiln-fhir/kiln/store"
 )
 
@@ -39,7 +40,12 @@ func (a *API) stamp(base string, parsed *resource.Resource, id string, version i
 	if err := a.checkSearchParameter(context.Background(), parsed.Type, id, body); err != nil {
 		return store.Change{}, err
 	}
-	index, err := a.indexRegistry().ExtractBase(parsed.Type, body, base)
+	var index []search.Entry
+	if v := parsed.Decoded(); v != nil {
+		index, err = a.indexRegistry().ExtractValueBase(parsed.Type, v, base)
+	} else {
+		index, err = a.indexRegistry().ExtractBase(parsed.Type, body, base)
+	}
 	if err != nil {
 		// Only a custom SearchParameter whose expression fails on this
 		// resource gets here: the write is refused rather than stored

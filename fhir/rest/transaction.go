@@ -526,13 +526,13 @@ func (t *tx) plan(s *step) error {
 // parse rewrites the references of a POST or PUT entry's resource and
 // validates it.
 func (t *tx) parse(s *step) (*resource.Resource, error) {
-	body, err := refs.Rewrite(s.e.Resource, func(v string, kind refs.Kind) (string, error) {
+	body, v, err := refs.RewriteValue(s.e.Resource, func(v string, kind refs.Kind) (string, error) {
 		return t.resolve(s, v, kind)
 	})
 	if err != nil {
 		return nil, outcome.As(err)
 	}
-	parsed, err := resource.Parse(body)
+	parsed, err := resource.ParseValue(body, v)
 	if err != nil {
 		return nil, err
 	}

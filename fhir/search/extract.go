@@ -45,6 +45,13 @@ func (r *Registry) ExtractValue(typ string, res map[string]any) ([]Entry, error)
 	return r.extractValue(typ, res, "")
 }
 
+// ExtractValueBase is ExtractBase for a resource already decoded with
+// encoding/json and UseNumber (resource.Resource.Decoded): a write spares
+// decoding the JSON it has just encoded. res is only read.
+func (r *Registry) ExtractValueBase(typ string, res map[string]any, base string) ([]Entry, error) {
+	return r.extractValue(typ, res, base)
+}
+
 func (r *Registry) extractValue(typ string, res map[string]any, base string) ([]Entry, error) {
 	tp := r.types[typ]
 	if tp == nil {

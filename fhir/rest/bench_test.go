@@ -1,0 +1,81 @@
+package rest_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/kiln-fhir/kiln/conformance/synthea"
+	"github.com/kiln-fhir/kiln/fhir/rest"
+	"github.com/kiln-fhir/kiln/store/sqlite"
+)
+
+// BenchmarkCreate POSTs Synthea Observations to the API over a real
+// SQLite file on loopback HTTP, 8 at a time (issue 2's create workload),
+// in one process, so that -cpuprofile shows where a create's CPU goes;
+// cmd/kiln BenchmarkREST measures the binary against the target.
+func BenchmarkCreate(b *testing.B) {
+	entries, err := synthea.Entries("../../testdata/synthea")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var bodies [][]byte
+	for _, e := range entries {
+		var m map[string]any
+		if json.Unmarshal(e.Resource, &m) != nil || m["resourceType"] != "Observation" {
+			continue
+		}
+		// The bundle's urn:uuid references mean nothing outside it.
+		m["subject"] = map[string]any{"reference": "Patient/p1"}
+		delete(m, "encounter")
+		body, err := json.Marshal(m)
+		if err != nil {
+			b.Fatal(err)
+		}
+		bodies = append(bodies, body)
+	}
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(b.TempDir(), "kiln.db")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	srv := httptest.NewServer(rest.New(rest.Config{}, db))
+	defer srv.Close()
+	client := srv.Client()
+	client.Transport.(*http.Transport).MaxIdleConnsPerHost = 8
+
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(b.N) {
+					return
+				}
+				resp, err := client.Post(srv.URL+"/Observation", "application/fhir+json", bytes.NewReader(bodies[i%int64(len(bodies))]))
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusCreated {
+					b.Errorf("POST /Observation: %d", resp.StatusCode)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "creates/s")
+}
