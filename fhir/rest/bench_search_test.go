@@ -2,20 +2,15 @@ package rest_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"sync"
-	"sync/atomic"
 	"testing"
 
 	"github.com/kiln-fhir/kiln/conformance/synthea"
-	"github.com/kiln-fhir/kiln/fhir/rest"
-	"github.com/kiln-fhir/kiln/store/sqlite"
 )
 
 // BenchmarkSearchPatient runs the single-patient searches of issue 3's
@@ -28,16 +23,8 @@ func BenchmarkSearchPatient(b *testing.B) {
 	if err != nil || len(files) == 0 {
 		b.Fatalf("no Synthea bundles: %v", err)
 	}
-	ctx := context.Background()
-	db, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(b.TempDir(), "kiln.db")})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer db.Close()
-	srv := httptest.NewServer(rest.New(rest.Config{}, db))
-	defer srv.Close()
+	srv := benchServer(b)
 	client := srv.Client()
-	client.Transport.(*http.Transport).MaxIdleConnsPerHost = 8
 	for range 4 {
 		for _, f := range files {
 			raw, err := os.ReadFile(f)
@@ -78,33 +65,19 @@ func BenchmarkSearchPatient(b *testing.B) {
 		{"revinclude", "/Encounter?_revinclude=Observation:encounter&patient="},
 	} {
 		b.Run(q.name, func(b *testing.B) {
-			var next atomic.Int64
-			var wg sync.WaitGroup
-			for range 8 {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for {
-						i := next.Add(1) - 1
-						if i >= int64(b.N) {
-							return
-						}
-						id := page.Entry[i%int64(len(page.Entry))].Resource.ID
-						resp, err := client.Get(srv.URL + q.query + id)
-						if err != nil {
-							b.Error(err)
-							return
-						}
-						io.Copy(io.Discard, resp.Body)
-						resp.Body.Close()
-						if resp.StatusCode != http.StatusOK {
-							b.Errorf("%s: %d", q.name, resp.StatusCode)
-							return
-						}
-					}
-				}()
-			}
-			wg.Wait()
+			eightClients(b, func(i int64) error {
+				id := page.Entry[i%int64(len(page.Entry))].Resource.ID
+				resp, err := client.Get(srv.URL + q.query + id)
+				if err != nil {
+					return err
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					return fmt.Errorf("%s: %d", q.name, resp.StatusCode)
+				}
+				return nil
+			})
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "searches/s")
 		})
 	}
