@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -272,5 +273,37 @@ func TestParseHostileWidth(t *testing.T) {
 				t.Errorf("%d issues, the last %+v; want %d and a note", n, oe.Issues[n-1], maxIssues+1)
 			}
 		})
+	}
+}
+
+// TestParseEmptyStrings: "" is no value (ele-1), so a body holding one is
+// refused, each empty value named. google/fhir alone dropped an empty
+// code silently and stored a resource without it (found by FuzzParse:
+// an Observation with "status":"" was stored without its required status).
+func TestParseEmptyStrings(t *testing.T) {
+	for _, tc := range []struct{ body, want string }{
+		{`{"resourceType":"Observation","status":"","code":{"text":"x"}}`, "Observation.status"},
+		{`{"resourceType":"Observation","status":"final","code":{"text":""}}`, "Observation.code.text"},
+		{`{"resourceType":"Patient","name":[{"given":["a",""]}]}`, "Patient.name[0].given[1]"},
+		{`{"resourceType":"Patient","extension":[{"url":"","valueString":"x"}]}`, "Patient.extension[0].url"},
+	} {
+		_, err := Parse([]byte(tc.body))
+		var oe *outcome.Error
+		if !errors.As(err, &oe) || oe.Status != http.StatusBadRequest {
+			t.Errorf("Parse(%s) = %v, want a 400", tc.body, err)
+			continue
+		}
+		found := false
+		for _, is := range oe.Issues {
+			if slices.Contains(is.Expression, tc.want) && strings.Contains(is.Diagnostics, "empty string") {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("Parse(%s): issues %+v, want an empty-string issue at %s", tc.body, oe.Issues, tc.want)
+		}
+	}
+	if _, err := Parse([]byte(`{"resourceType":"Patient","name":[{"text":" "}]}`)); err != nil {
+		t.Errorf("a string of one space is a value: %v", err)
 	}
 }

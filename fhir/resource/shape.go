@@ -76,12 +76,18 @@ func checkShape(body []byte) (issues []outcome.Issue, err error) {
 			end := stringEnd(b, i)
 			f := &stack[len(stack)-1]
 			if f.array {
+				if end == i+2 {
+					report(emptyString)
+				}
 				i = end
 				break
 			}
 			// In an object a string is a key if a ':' follows it.
 			j := skipSpace(b, end)
 			if b[j] != ':' {
+				if end == i+2 {
+					report(emptyString)
+				}
 				i = end
 				break
 			}
@@ -119,6 +125,13 @@ func checkShape(body []byte) (issues []outcome.Issue, err error) {
 	}
 	return issues, nil
 }
+
+// emptyString: "" is no value, and every FHIR element must have a value
+// or children (invariant ele-1; every R4 primitive's regex needs a
+// character). google/fhir drops some empty values silently (an empty
+// code), which would store a resource missing what the body seemed to
+// give, so the body is refused instead.
+const emptyString = "empty string: a FHIR element must have a value or be left out (ele-1)"
 
 // frame is one open object or array while checkShape walks a body.
 type frame struct {
