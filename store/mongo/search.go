@@ -913,37 +913,21 @@ func (c *compiler) compositeConds(cl *search.Clause, v *search.Value) ([]bson.D,
 	return combos, nil
 }
 
-// Earth's mean radius over a degree: kilometres per degree of latitude.
-const kmPerDegree = 6371.0088 * math.Pi / 180
-
-const nearDefaultKm = 10
-
-var nearUnits = map[string]float64{"km": 1, "m": 0.001, "mi": 1.609344, "[mi_i]": 1.609344,
-	"[mi_us]": 1.609347, "[nmi_i]": 1.852}
-
 // nearConds: search.html#near, latitude|longitude[|distance[|units]], on
 // the tuple k0 (latitude), k1 (longitude): the box around the point that
 // the distance spans (longitude scaled by the cosine of the latitude,
 // across the antimeridian in two parts). A box, not a circle: its corners
 // reach about 40% further than the distance.
 func nearConds(cl *search.Clause, v *search.Value) ([]bson.D, error) {
-	if len(v.Components) < 2 {
-		return nil, fmt.Errorf("%s: latitude|longitude expected", cl.Param)
+	p, unit, err := search.Near(v)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", cl.Param, err)
 	}
-	lat, long := v.Components[0].Num, v.Components[1].Num
-	km := float64(nearDefaultKm)
-	if len(v.Components) > 2 {
-		d := v.Components[2]
-		per, ok := nearUnits[d.Code]
-		if d.Code == "" {
-			per, ok = 1, true
-		}
-		if !ok {
-			return nil, unsupported(cl, "distance unit "+d.Code+" (km, m, mi)")
-		}
-		km = d.Num * per
+	if unit != "" {
+		return nil, unsupported(cl, "distance unit "+unit+" (km, m, mi)")
 	}
-	dLat := km / kmPerDegree
+	lat, long, km := p.Lat, p.Long, p.Km
+	dLat := km / search.KmPerDegree
 	latC := bson.E{Key: "k0.lo", Value: bson.D{{Key: "$gte", Value: lat - dLat}, {Key: "$lte", Value: lat + dLat}}}
 	cos := math.Cos(lat * math.Pi / 180)
 	if cos < 1e-9 || dLat/cos >= 180 {

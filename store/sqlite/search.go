@@ -1067,19 +1067,6 @@ func wrapAll(fs []frag) []frag {
 	return out
 }
 
-// Earth's mean radius over a degree: kilometres per degree of latitude
-// (and of longitude at the equator).
-const kmPerDegree = 6371.0088 * math.Pi / 180
-
-// nearDefaultKm is the distance near uses when none is given:
-// search.html#near leaves it to the server.
-const nearDefaultKm = 10
-
-// kilometres per unit of the distances near accepts (UCUM codes and the
-// plain spellings).
-var nearUnits = map[string]float64{"km": 1, "m": 0.001, "mi": 1.609344, "[mi_i]": 1.609344,
-	"[mi_us]": 1.609347, "[nmi_i]": 1.852}
-
 // near: search.html#near, latitude|longitude[|distance[|units]]. A
 // position (Location.position) is two rows, latitude under name$0 and
 // longitude under name$1 in one tuple. The latitude band seeks; within it
@@ -1088,28 +1075,20 @@ var nearUnits = map[string]float64{"km": 1, "m": 0.001, "mi": 1.609344, "[mi_i]"
 // near is used for (town, county) is within half a percent of the
 // great-circle distance. No sort by distance.
 func (c *compiler) near(cl *search.Clause, types []string, v *search.Value) ([]alt, error) {
-	if len(v.Components) < 2 {
-		return nil, fmt.Errorf("%s: latitude|longitude expected", cl.Param)
+	p, unit, err := search.Near(v)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", cl.Param, err)
 	}
-	lat, long := v.Components[0].Num, v.Components[1].Num
-	km := float64(nearDefaultKm)
-	if len(v.Components) > 2 {
-		d := v.Components[2]
-		per, ok := nearUnits[d.Code]
-		if d.Code == "" {
-			per, ok = 1, true
-		}
-		if !ok {
-			return nil, unsupported(cl, "distance unit "+d.Code+" (km, m, mi)")
-		}
-		km = d.Num * per
+	if unit != "" {
+		return nil, unsupported(cl, "distance unit "+unit+" (km, m, mi)")
 	}
+	lat, long, km := p.Lat, p.Long, p.Km
 	lats := c.p.pids(types, componentName(cl.Param, 0), kindNumber)
 	longs := c.p.pids(types, componentName(cl.Param, 1), kindNumber)
 	if len(lats) == 0 || len(longs) == 0 {
 		return nil, nil
 	}
-	dLat := km / kmPerDegree
+	dLat := km / search.KmPerDegree
 	scale := math.Cos(lat * math.Pi / 180)
 	where := frag{"x.pid IN (" + placeholders(len(lats)) + ") AND x.lo >= ? AND x.lo <= ? AND x1.pid IN (" +
 		placeholders(len(longs)) + ") AND ((x.lo - ?) * (x.lo - ?) + " +
