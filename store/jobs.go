@@ -1,6 +1,9 @@
 package store
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
 // JobState is where a background job is in its life.
 type JobState string
@@ -35,4 +38,21 @@ type Job struct {
 	Spec     []byte
 	Progress string
 	Result   []byte
+}
+
+// Jobs keeps background jobs (bulk exports, reindexing) and the files
+// they write, as numbered chunks. The store owns atomicity: a
+// claim hands a job to one owner, and UpdateJob, PutChunk and DeleteChunks
+// only apply while that owner holds it (ErrVersionConflict when
+// another owner took over, ErrNotFound when the job was cancelled).
+type Jobs interface {
+	CreateJob(ctx context.Context, j Job) error
+	Job(ctx context.Context, id string) (Job, error)
+	ClaimJob(ctx context.Context, kind, owner string, now time.Time, lease time.Duration) (Job, error)
+	UpdateJob(ctx context.Context, j Job) error
+	DeleteJob(ctx context.Context, id string) error
+	Jobs(ctx context.Context, kind string) ([]Job, error)
+	PutChunk(ctx context.Context, job, owner, file string, n int, data []byte) error
+	Chunk(ctx context.Context, job, file string, n int) ([]byte, error)
+	DeleteChunks(ctx context.Context, job, owner string) error
 }

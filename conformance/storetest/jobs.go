@@ -1,7 +1,6 @@
 package storetest
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -11,23 +10,9 @@ import (
 	"github.com/kiln-fhir/kiln/store"
 )
 
-// jobStore is the job storage bulk export needs (fhir/bulk.Jobs, repeated
-// here so that the suite does not depend on the export service).
-type jobStore interface {
-	CreateJob(ctx context.Context, j store.Job) error
-	Job(ctx context.Context, id string) (store.Job, error)
-	ClaimJob(ctx context.Context, kind, owner string, now time.Time, lease time.Duration) (store.Job, error)
-	UpdateJob(ctx context.Context, j store.Job) error
-	DeleteJob(ctx context.Context, id string) error
-	Jobs(ctx context.Context, kind string) ([]store.Job, error)
-	PutChunk(ctx context.Context, job, owner, file string, n int, data []byte) error
-	Chunk(ctx context.Context, job, file string, n int) ([]byte, error)
-	DeleteChunks(ctx context.Context, job, owner string) error
-}
-
 // testJobs checks the job storage of bulk export on one store.
 func testJobs(t *testing.T, s store.Store) {
-	js, ok := s.(jobStore)
+	js, ok := s.(store.Jobs)
 	if !ok {
 		t.Skip("backend does not implement the job storage: bulk export cannot run on it")
 	}
@@ -40,8 +25,8 @@ func testJobs(t *testing.T, s store.Store) {
 // authorization code) taken exactly once across both. A backend's test
 // opens a and b on the same file or database.
 func TwoProcesses(t *testing.T, a, b store.Store) {
-	ja, oka := a.(jobStore)
-	jb, okb := b.(jobStore)
+	ja, oka := a.(store.Jobs)
+	jb, okb := b.(store.Jobs)
 	if !oka || !okb {
 		t.Skip("backend does not implement the job storage")
 	}
@@ -89,7 +74,7 @@ func TwoProcesses(t *testing.T, a, b store.Store) {
 // writes are then refused; a deleted job takes its chunks with it and
 // refuses new ones. Writes go through one handle and reads through the
 // other wherever that tells more.
-func jobsAcross(t *testing.T, js, other jobStore) {
+func jobsAcross(t *testing.T, js, other store.Jobs) {
 	ctx := t.Context()
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	for i := range 12 {
@@ -115,7 +100,7 @@ func jobsAcross(t *testing.T, js, other jobStore) {
 	for w := range 4 {
 		wg.Go(func() {
 			owner := fmt.Sprintf("w%d", w)
-			h := []jobStore{js, other}[w%2]
+			h := []store.Jobs{js, other}[w%2]
 			for {
 				j, err := h.ClaimJob(ctx, "export", owner, now, time.Minute)
 				if errors.Is(err, store.ErrNotFound) {

@@ -37,21 +37,9 @@ import (
 	"github.com/kiln-fhir/kiln/store"
 )
 
-// Jobs keeps export jobs and their files. The store owns atomicity: a
-// claim hands a job to one owner, and UpdateJob, PutChunk and DeleteChunks
-// only apply while that owner holds it (store.ErrVersionConflict when
-// another owner took over, store.ErrNotFound when the job was cancelled).
-type Jobs interface {
-	CreateJob(ctx context.Context, j store.Job) error
-	Job(ctx context.Context, id string) (store.Job, error)
-	ClaimJob(ctx context.Context, kind, owner string, now time.Time, lease time.Duration) (store.Job, error)
-	UpdateJob(ctx context.Context, j store.Job) error
-	DeleteJob(ctx context.Context, id string) error
-	Jobs(ctx context.Context, kind string) ([]store.Job, error)
-	PutChunk(ctx context.Context, job, owner, file string, n int, data []byte) error
-	Chunk(ctx context.Context, job, file string, n int) ([]byte, error)
-	DeleteChunks(ctx context.Context, job, owner string) error
-}
+// Jobs keeps export jobs and their files: store.Jobs, which both backends
+// implement.
+type Jobs = store.Jobs
 
 // Store is everything an export needs from a backend.
 type Store interface {
