@@ -49,9 +49,17 @@ func addStoreFlags(fs *flag.FlagSet) storeFlags {
 	}
 }
 
+// open opens the store for a command that reads and writes records only:
+// beside a live server on the embedded store (no data-directory lock).
 func (f storeFlags) open(ctx context.Context) (recordStore, error) {
+	return f.openWith(ctx, sqlite.Config{RecordsOnly: true})
+}
+
+// openWith opens MongoDB with --mongo-uri, else the embedded store of
+// --data with cfg (its Path filled in).
+func (f storeFlags) openWith(ctx context.Context, cfg sqlite.Config) (reindexStore, error) {
 	if *f.mongoURI != "" {
-		// Startup notes go to stderr at warn level: stdout is the JSON answer.
+		// Startup notes go to stderr at warn level: stdout is the answer.
 		logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 		st, err := mongo.Open(ctx, *f.mongoURI, mongo.Options{Database: *f.mongoDB, Logger: logger})
 		if err != nil {
@@ -65,7 +73,13 @@ func (f storeFlags) open(ctx context.Context) (recordStore, error) {
 	if _, err := os.Stat(*f.data); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
-	return sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(*f.data, "kiln.db"), RecordsOnly: true})
+	cfg.Path = filepath.Join(*f.data, "kiln.db")
+	st, err := sqlite.Open(ctx, cfg)
+	if err != nil {
+		// A nil *sqlite.Store must not become a non-nil interface.
+		return nil, err
+	}
+	return st, nil
 }
 
 // clientCmd is `kiln client add`: it registers a SMART app and prints

@@ -7,9 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -18,7 +15,6 @@ import (
 
 	"github.com/kiln-fhir/kiln/fhir/reindex"
 	"github.com/kiln-fhir/kiln/store"
-	"github.com/kiln-fhir/kiln/store/mongo"
 	"github.com/kiln-fhir/kiln/store/sqlite"
 )
 
@@ -166,23 +162,9 @@ func typeAt(types []string, at reindex.Cursor) string {
 }
 
 func openReindexStore(ctx context.Context, f storeFlags) (reindexStore, error) {
-	if *f.mongoURI != "" {
-		logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-		st, err := mongo.Open(ctx, *f.mongoURI, mongo.Options{Database: *f.mongoDB, Logger: logger})
-		if err != nil {
-			return nil, fmt.Errorf("mongodb: %w", err)
-		}
-		return st, nil
-	}
-	if *f.mongoDB != "" {
-		return nil, errors.New("--mongo-db needs --mongo-uri")
-	}
-	if _, err := os.Stat(*f.data); err != nil {
-		return nil, fmt.Errorf("data directory: %w", err)
-	}
 	// No read cache: a shared lock, so it runs beside a server started
 	// with --cache 0, never under one whose cache it would make stale.
-	st, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(*f.data, "kiln.db")})
+	st, err := f.openWith(ctx, sqlite.Config{})
 	if errors.Is(err, sqlite.ErrLocked) {
 		return nil, fmt.Errorf("a kiln server with its read cache on is using %s: stop it (or run it with --cache 0) to reindex: %w", *f.data, err)
 	}
