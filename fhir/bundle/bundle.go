@@ -11,13 +11,14 @@
 package bundle
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"regexp"
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/kiln-fhir/kiln/fhir/jsonvalue"
 )
 
 // Kind says where a value was found.
@@ -155,13 +156,12 @@ func References(resource []byte, fn func(ref string)) error {
 	return err
 }
 
-// Decode decodes a resource as the functions of this package do
-// (encoding/json with UseNumber).
+// Decode decodes a resource as the functions of this package do: into
+// what encoding/json with UseNumber gives, with fhir/jsonvalue (several
+// times faster).
 func Decode(resource []byte) (any, error) {
-	dec := json.NewDecoder(bytes.NewReader(resource))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
+	v, err := jsonvalue.Decode(resource)
+	if err != nil {
 		return nil, fmt.Errorf("bundle: resource is not JSON: %w", err)
 	}
 	return v, nil

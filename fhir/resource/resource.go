@@ -10,9 +10,7 @@
 package resource
 
 import (
-	"bytes"
 	"cmp"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"reflect"
@@ -29,6 +27,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
+	"github.com/kiln-fhir/kiln/fhir/jsonvalue"
 	"github.com/kiln-fhir/kiln/fhir/outcome"
 )
 
@@ -110,9 +109,7 @@ func parse(body []byte, v any, fromBody bool) (*Resource, error) {
 	// The canonical JSON from the body itself when it can be (encode.go);
 	// the proto is then no longer needed.
 	if v == nil && fromBody {
-		d := json.NewDecoder(bytes.NewReader(body))
-		d.UseNumber()
-		if d.Decode(&v) != nil {
+		if v, err = jsonvalue.Decode(body); err != nil {
 			v = nil
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/kiln-fhir/kiln/fhir/jsonvalue"
 	"github.com/kiln-fhir/kiln/fhir/outcome"
 )
 
@@ -33,7 +34,7 @@ func checkShape(body []byte) (issues []outcome.Issue, err error) {
 	if b[0] != '{' {
 		return nil, outcome.New(http.StatusBadRequest, outcome.CodeStructure, "body is not a JSON object: a FHIR resource is a JSON object with a resourceType")
 	}
-	if !json.Valid(b) {
+	if !jsonvalue.Valid(b) {
 		var v any
 		err := json.Unmarshal(b, &v)
 		return nil, outcome.Newf(http.StatusBadRequest, outcome.CodeStructure, "malformed JSON: %v", err)

@@ -1,7 +1,6 @@
 package search
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"html"
@@ -10,6 +9,7 @@ import (
 	"time"
 
 	"github.com/kiln-fhir/kiln/fhir/fhirpath"
+	"github.com/kiln-fhir/kiln/fhir/jsonvalue"
 )
 
 // Extract computes the index entries of a resource of type typ from its
@@ -30,11 +30,13 @@ func (r *Registry) Extract(typ string, body []byte) ([]Entry, error) {
 // absolute references under base (the URL the request reached) are
 // indexed as relative ones too.
 func (r *Registry) ExtractBase(typ string, body []byte, base string) ([]Entry, error) {
-	d := json.NewDecoder(bytes.NewReader(body))
-	d.UseNumber()
-	var res map[string]any
-	if err := d.Decode(&res); err != nil {
+	v, err := jsonvalue.Decode(body)
+	if err != nil {
 		return nil, fmt.Errorf("search: extract %s: %w", typ, err)
+	}
+	res, ok := v.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("search: extract %s: not a JSON object", typ)
 	}
 	return r.extractValue(typ, res, base)
 }
