@@ -716,11 +716,11 @@ func (t *tx) read(s *step) {
 	t.a.router.ServeHTTP(rec, req)
 	s.status = rec.status
 	if rec.status >= 400 {
-		s.reply.Response.Outcome = rec.body.Bytes()
+		s.reply.Response.Outcome = compacted(rec.body.Bytes())
 		return
 	}
 	if s.method == http.MethodGet && rec.body.Len() > 0 {
-		s.reply.Resource = rec.body.Bytes()
+		s.reply.Resource = compacted(rec.body.Bytes())
 	}
 	s.reply.Response.Etag = rec.header.Get("ETag")
 	s.reply.Response.Location = rec.header.Get("Location")
@@ -768,13 +768,7 @@ func (t *tx) preflight(s *step) error {
 // request entry, in the request's order (http.html#transaction-response).
 func (t *tx) respond(w http.ResponseWriter, typ string) error {
 	prefer := preferReturn(t.r)
-	b := struct {
-		ResourceType string     `json:"resourceType"`
-		ID           string     `json:"id"`
-		Meta         bundleMeta `json:"meta"`
-		Type         string     `json:"type"`
-		Entry        []txReply  `json:"entry,omitempty"`
-	}{"Bundle", newID(), bundleMeta{LastUpdated: t.a.now().Format(time.RFC3339Nano)}, typ, make([]txReply, len(t.steps))}
+	b := txResponseBundle{"Bundle", newID(), bundleMeta{LastUpdated: t.a.now().Format(time.RFC3339Nano)}, typ, make([]txReply, len(t.steps))}
 	for k, s := range t.steps {
 		rp := s.reply
 		switch {
@@ -810,14 +804,82 @@ func (t *tx) respond(w http.ResponseWriter, typ string) error {
 		}
 		b.Entry[k] = rp
 	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(b); err != nil {
-		return err
-	}
-	writeJSON(w, t.r, http.StatusOK, bytes.TrimSuffix(buf.Bytes(), []byte("\n")))
+	writeJSON(w, t.r, http.StatusOK, b.appendJSON(nil))
 	return nil
+}
+
+// txResponseBundle is a batch-response or transaction-response.
+type txResponseBundle struct {
+	ResourceType string     `json:"resourceType"`
+	ID           string     `json:"id"`
+	Meta         bundleMeta `json:"meta"`
+	Type         string     `json:"type"`
+	Entry        []txReply  `json:"entry,omitempty"`
+}
+
+// appendJSON appends the response Bundle's JSON to dst: what
+// encoding/json would write (HTML not escaped), with each resource's bytes
+// copied as they are, as search Bundles are written (bundle.appendJSON).
+// encoding/json validated and compacted every stored resource a second
+// time; the resources here are stored bytes (compact canonical JSON),
+// outcomes from outcome.Resource (compact) and GET entries' bodies, which
+// read compacts. TestTxResponseJSON keeps the two equal.
+func (b *txResponseBundle) appendJSON(dst []byte) []byte {
+	dst = append(dst, `{"resourceType":`...)
+	dst = appendString(dst, b.ResourceType)
+	dst = append(dst, `,"id":`...)
+	dst = appendString(dst, b.ID)
+	dst = append(dst, `,"meta":{"lastUpdated":`...)
+	dst = appendString(dst, b.Meta.LastUpdated)
+	dst = append(dst, `},"type":`...)
+	dst = appendString(dst, b.Type)
+	if len(b.Entry) > 0 {
+		dst = append(dst, `,"entry":[`...)
+		for i, e := range b.Entry {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = append(dst, '{')
+			if e.FullURL != "" {
+				dst = append(dst, `"fullUrl":`...)
+				dst = appendString(dst, e.FullURL)
+				dst = append(dst, ',')
+			}
+			if len(e.Resource) > 0 {
+				dst = append(dst, `"resource":`...)
+				dst = append(dst, e.Resource...)
+				dst = append(dst, ',')
+			}
+			x := e.Response
+			dst = append(dst, `"response":{"status":`...)
+			dst = appendString(dst, x.Status)
+			for _, f := range [...]struct{ name, v string }{{"location", x.Location}, {"etag", x.Etag}, {"lastModified", x.LastModified}} {
+				if f.v != "" {
+					dst = append(dst, `,"`...)
+					dst = append(dst, f.name...)
+					dst = append(dst, `":`...)
+					dst = appendString(dst, f.v)
+				}
+			}
+			if len(x.Outcome) > 0 {
+				dst = append(dst, `,"outcome":`...)
+				dst = append(dst, x.Outcome...)
+			}
+			dst = append(dst, "}}"...)
+		}
+		dst = append(dst, ']')
+	}
+	return append(dst, '}')
+}
+
+// compacted is b as encoding/json embeds a json.RawMessage: compact, HTML
+// not escaped (a GET entry's body is indented under _pretty).
+func compacted(b []byte) []byte {
+	var buf bytes.Buffer
+	if json.Compact(&buf, b) != nil {
+		return b
+	}
+	return buf.Bytes()
 }
 
 func statusLine(code int) string {
