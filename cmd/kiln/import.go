@@ -116,6 +116,9 @@ func importStore(ctx context.Context, data, mongoURI, mongoDB string, stderr io.
 // set or sharded cluster each Bundle is one multi-document transaction.
 type oneByOne struct{ *mongo.Store }
 
+// CommitsPiecewise tells fhir/ingest that a Commit may stop half-way.
+func (oneByOne) CommitsPiecewise() bool { return true }
+
 func (o oneByOne) Commit(ctx context.Context, changes ...store.Change) error {
 	for i, c := range changes {
 		err := o.Store.Commit(ctx, c)

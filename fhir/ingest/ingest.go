@@ -80,6 +80,12 @@ type Store interface {
 	store.Resources
 }
 
+// piecewise is implemented by a Store whose Commit may apply some of its
+// changes and then fail (cmd/kiln's for MongoDB without transactions):
+// such a store is read before every write, so that a refused create
+// leaves nothing behind that the summary would count as unchanged.
+type piecewise interface{ CommitsPiecewise() bool }
+
 // ndjsonRun is how many NDJSON lines make one unit (one commit).
 const ndjsonRun = 500
 
@@ -258,6 +264,17 @@ func (l *loader) load(ctx context.Context, u unit) error {
 			parsed[i] = nil
 		}
 	}
+	// First as if every resource were new, without reading the store: a
+	// Change of version 1 is a create whose precondition is that the
+	// resource does not exist at all (store.Change), so the commit fails
+	// if any does, and the unit is then compared resource by resource.
+	// Most imports load new data; one read per resource was 2% of their
+	// CPU (issue 4). A re-run pays one refused commit per unit.
+	if pw, ok := l.st.(piecewise); !ok || !pw.CommitsPiecewise() {
+		if done, err := l.create(ctx, u, parsed); done || err != nil {
+			return err
+		}
+	}
 	for attempt := 0; ; attempt++ {
 		var changes []store.Change
 		created, updated, unchanged := 0, 0, 0
@@ -297,6 +314,37 @@ func (l *loader) load(ctx context.Context, u unit) error {
 		l.mu.Unlock()
 		return nil
 	}
+}
+
+// create commits every parsed resource of u as a new one; done is false,
+// with nothing written, when one of them is stored already.
+func (l *loader) create(ctx context.Context, u unit, parsed []*resource.Resource) (done bool, err error) {
+	changes := make([]store.Change, 0, len(parsed))
+	for i, p := range parsed {
+		if p == nil {
+			continue
+		}
+		ch, err := l.write(p, u.items[i].id, 1)
+		if err != nil {
+			if err := l.unitError(u, i, err); err != nil || u.atomic {
+				return true, err
+			}
+			parsed[i] = nil
+			continue
+		}
+		changes = append(changes, ch)
+	}
+	err = l.st.Commit(ctx, changes...)
+	if errors.Is(err, store.ErrVersionConflict) {
+		return false, nil
+	}
+	if err != nil {
+		return true, fmt.Errorf("ingest: commit: %w", err)
+	}
+	l.mu.Lock()
+	l.sum.Created += len(changes)
+	l.mu.Unlock()
+	return true, nil
 }
 
 // unitError rejects item i (all of an atomic unit); it returns an error
@@ -341,10 +389,23 @@ func (l *loader) change(ctx context.Context, p *resource.Resource, id string) (s
 			return store.Change{}, stateUnchanged, nil
 		}
 	}
-	now := l.opts.Now().UTC().Truncate(time.Microsecond)
-	body, err := p.Stamp(id, cur.Version+1, now)
+	ch, err := l.write(p, id, cur.Version+1)
 	if err != nil {
 		return store.Change{}, 0, err
+	}
+	st := stateUpdated
+	if cur.Version == 0 || gone {
+		st = stateCreated
+	}
+	return ch, st, nil
+}
+
+// write returns the change that stores p as version of typ/id.
+func (l *loader) write(p *resource.Resource, id string, version int64) (store.Change, error) {
+	now := l.opts.Now().UTC().Truncate(time.Microsecond)
+	body, err := p.Stamp(id, version, now)
+	if err != nil {
+		return store.Change{}, err
 	}
 	var index []search.Entry
 	if v := p.Decoded(); v != nil {
@@ -353,14 +414,10 @@ func (l *loader) change(ctx context.Context, p *resource.Resource, id string) (s
 		index, err = l.opts.Registry.Extract(p.Type, body)
 	}
 	if err != nil {
-		return store.Change{}, 0, outcome.New(422, outcome.CodeProcessing, "the resource could not be indexed")
-	}
-	st := stateUpdated
-	if cur.Version == 0 || gone {
-		st = stateCreated
+		return store.Change{}, outcome.New(422, outcome.CodeProcessing, "the resource could not be indexed")
 	}
 	// PUT: the id is the client's (update as create), as history shows it.
-	return store.Change{Type: p.Type, ID: id, Version: cur.Version + 1, LastUpdated: now, Method: store.MethodPut, Body: body, Index: index}, st, nil
+	return store.Change{Type: p.Type, ID: id, Version: version, LastUpdated: now, Method: store.MethodPut, Body: body, Index: index}, nil
 }
 
 // identity is the stable type and id of a resource (see the package doc).

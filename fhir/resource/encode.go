@@ -54,33 +54,7 @@ import (
 func appendCanonical(out []byte, v any) (_ []byte, ok bool) {
 	switch v := v.(type) {
 	case map[string]any:
-		if len(v) == 0 {
-			return out, false
-		}
-		var stack [48]string
-		keys := stack[:0]
-		for k, x := range v {
-			if k == "_reference" || k[0] == '_' && choiceSuffix(k) {
-				return out, false
-			}
-			if enumKeys()[k] && !lowerCode(x) {
-				return out, false
-			}
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		out = append(out, '{')
-		for i, k := range keys {
-			if i > 0 {
-				out = append(out, ',')
-			}
-			out = appendString(out, k)
-			out = append(out, ':')
-			if out, ok = appendCanonical(out, v[k]); !ok {
-				return out, false
-			}
-		}
-		return append(out, '}'), true
+		return appendObject(out, v, nil)
 	case []any:
 		if len(v) == 0 {
 			return out, false
@@ -114,6 +88,43 @@ func appendCanonical(out []byte, v any) (_ []byte, ok bool) {
 		return append(out, "null"...), true
 	}
 	return out, false // not a decoded JSON value
+}
+
+// appendObject is appendCanonical of an object; mark, when not nil, is
+// told where each property's value went: out[start:end].
+func appendObject(out []byte, v map[string]any, mark func(key string, start, end int)) (_ []byte, ok bool) {
+	if len(v) == 0 {
+		return out, false
+	}
+	var stack [48]string
+	keys := stack[:0]
+	enums := enumKeys()
+	for k, x := range v {
+		if k == "_reference" || k[0] == '_' && choiceSuffix(k) {
+			return out, false
+		}
+		if enums[k] && !lowerCode(x) {
+			return out, false
+		}
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	out = append(out, '{')
+	for i, k := range keys {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = appendString(out, k)
+		out = append(out, ':')
+		start := len(out)
+		if out, ok = appendCanonical(out, v[k]); !ok {
+			return out, false
+		}
+		if mark != nil {
+			mark(k, start, len(out))
+		}
+	}
+	return append(out, '}'), true
 }
 
 // normalised reports whether google/fhir might write s differently, were

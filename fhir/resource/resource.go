@@ -114,7 +114,7 @@ func parse(body []byte, v any, fromBody bool) (*Resource, error) {
 		}
 	}
 	if m, _ := v.(map[string]any); m != nil {
-		if t, ok := valueTemplate(m); ok {
+		if t, ok := valueTemplate(m, len(body)+64); ok {
 			r.tmpl, r.val, r.cr = t, m, nil
 			return r, nil
 		}

@@ -54,7 +54,8 @@ func (r *Resource) stampTemplate() (*template, error) {
 // placeholders are set in v, which keeps them. ok is false when v holds a
 // value google/fhir would normalise: then only the marshal gives the
 // canonical JSON.
-func valueTemplate(v map[string]any) (t *template, ok bool) {
+// size is the expected length of the canonical JSON.
+func valueTemplate(v map[string]any, size int) (t *template, ok bool) {
 	meta, _ := v["meta"].(map[string]any)
 	if meta == nil {
 		if _, has := v["meta"]; has {
@@ -66,13 +67,76 @@ func valueTemplate(v map[string]any) (t *template, ok bool) {
 	v["id"] = placeholderID
 	meta["versionId"] = strconv.FormatInt(placeholderVersion, 10)
 	meta["lastUpdated"] = instant(placeholderTime)
-	b, ok := appendCanonical(make([]byte, 0, 4096), v)
+	// Where id, meta and resourceType went is noted as they are written:
+	// newTemplate would scan the whole resource again to find them.
+	var idAt, metaAt, rtAt [2]int
+	b, ok := appendObject(make([]byte, 0, size), v, func(k string, start, end int) {
+		switch k {
+		case "id":
+			idAt = [2]int{start, end}
+		case "meta":
+			metaAt = [2]int{start, end}
+		case "resourceType":
+			rtAt = [2]int{start, end}
+		}
+	})
 	if !ok {
 		return nil, false
 	}
 	resourceTypeFirst(b)
+	if t, ok := markedTemplate(b, idAt, metaAt, rtAt); ok {
+		return t, true
+	}
 	t, err := newTemplate(b)
 	return t, err == nil
+}
+
+// markedTemplate is newTemplate for b, canonical JSON whose top-level id,
+// meta and resourceType values were at id, meta and rt before
+// resourceTypeFirst moved resourceType to the front: id and meta sort
+// before it, so they moved right by the length of the property and its
+// comma. It checks the placeholders are where it says; ok false leaves the
+// search to newTemplate.
+func markedTemplate(b []byte, id, meta, rt [2]int) (*template, bool) {
+	if rt[0] == 0 || id[0] == 0 || meta[0] == 0 || id[0] > rt[0] || meta[0] > rt[0] {
+		return nil, false
+	}
+	shift := rt[1] - (rt[0] - len(resourceTypeKey)) + 1
+	holes := [3][2]int{{id[0] + shift + 1, id[1] + shift - 1}}
+	props, err := properties(b[meta[0]+shift : meta[1]+shift])
+	if err != nil {
+		return nil, false
+	}
+	n := 1
+	for _, p := range props {
+		what := 0
+		switch p.key {
+		case "versionId":
+			what = 1
+		case "lastUpdated":
+			what = 2
+		default:
+			continue
+		}
+		if n == 3 {
+			return nil, false
+		}
+		start := cap(b) - cap(p.value) + 1
+		holes[what] = [2]int{start, start + len(p.value) - 2}
+		n++
+	}
+	want := [3]string{placeholderID, strconv.FormatInt(placeholderVersion, 10), instant(placeholderTime)}
+	for i, h := range holes {
+		if n != 3 || h[0] < 0 || h[1] > len(b) || h[0] > h[1] || string(b[h[0]:h[1]]) != want[i] {
+			return nil, false
+		}
+	}
+	// In byte order, as fill takes them: id, then meta's two.
+	t := &template{b: b, holes: holes, what: [3]int{0, 1, 2}}
+	if holes[2][0] < holes[1][0] {
+		t.holes[1], t.holes[2], t.what[1], t.what[2] = holes[2], holes[1], 2, 1
+	}
+	return t, true
 }
 
 // newTemplate finds the stamped values in b, canonical JSON with the

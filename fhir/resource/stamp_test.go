@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/kiln-fhir/kiln/fhir/jsonvalue"
 )
 
 // TestStampSplice checks that Stamp, which splices id and meta into a
@@ -90,4 +92,67 @@ func TestStampSplice(t *testing.T) {
 		t.Errorf("the body path served %d of %d resources, want all but a few", fast, len(bodies))
 	}
 	t.Logf("%d resources compared", len(bodies))
+}
+
+// TestMarkedTemplate: the holes valueTemplate notes while it encodes are
+// those newTemplate finds by scanning, over every official example and
+// Synthea resource the body path takes, including meta that holds a
+// valueMeta extension of its own (an inner lastUpdated before the
+// resource's).
+func TestMarkedTemplate(t *testing.T) {
+	files, err := filepath.Glob("../../testdata/examples/*.json")
+	if err != nil || len(files) < 300 {
+		t.Fatalf("testdata/examples: %d files, %v", len(files), err)
+	}
+	bodies := [][]byte{
+		[]byte(`{"resourceType":"Patient","meta":{"extension":[{"url":"http://x","valueMeta":{"lastUpdated":"2020-01-01T00:00:00.000Z","versionId":"7"}}],"tag":[{"code":"t"}]},"active":true}`),
+		[]byte(`{"resourceType":"Basic","code":{"text":"x"},"id":"zzz"}`),
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bodies = append(bodies, b)
+	}
+	bodies = append(bodies, syntheaResources(t)...)
+	marked := 0
+	for i, body := range bodies {
+		v, err := jsonvalue.Decode(body)
+		if err != nil {
+			t.Fatalf("body %d: %v", i, err)
+		}
+		m := v.(map[string]any)
+		if _, ok := valueTemplate(m, len(body)); !ok {
+			continue // the marshal path's
+		}
+		var idAt, metaAt, rtAt [2]int
+		b, _ := appendObject(nil, m, func(k string, start, end int) {
+			switch k {
+			case "id":
+				idAt = [2]int{start, end}
+			case "meta":
+				metaAt = [2]int{start, end}
+			case "resourceType":
+				rtAt = [2]int{start, end}
+			}
+		})
+		resourceTypeFirst(b)
+		got, ok := markedTemplate(b, idAt, metaAt, rtAt)
+		if !ok {
+			t.Errorf("body %d: no marked template", i)
+			continue
+		}
+		want, err := newTemplate(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.holes != want.holes || got.what != want.what {
+			t.Errorf("body %d: holes %v %v, newTemplate finds %v %v", i, got.holes, got.what, want.holes, want.what)
+		}
+		marked++
+	}
+	if marked < len(bodies)/2 {
+		t.Errorf("only %d of %d bodies took the body path", marked, len(bodies))
+	}
 }
