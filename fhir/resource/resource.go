@@ -85,7 +85,7 @@ func ParseValue(body []byte, v any) (*Resource, error) { return parse(body, v, t
 // canonical JSON to google/fhir's marshal, the reference the body path is
 // tested against.
 func parse(body []byte, v any, fromBody bool) (*Resource, error) {
-	issues, err := checkShape(body)
+	issues, err := checkShape(body, v != nil)
 	if err != nil {
 		return nil, err
 	}

@@ -26,7 +26,10 @@ const maxDepth = 128
 // outside arrays (json.html#primitive allows null only as a placeholder in
 // an array of primitives) are returned as issues, so that Parse can report
 // them together with google/fhir's.
-func checkShape(body []byte) (issues []outcome.Issue, err error) {
+//
+// decoded says the caller has decoded body already (ParseValue), so that
+// it is well-formed JSON and need not be scanned for that again.
+func checkShape(body []byte, decoded bool) (issues []outcome.Issue, err error) {
 	b := bytes.TrimSpace(body)
 	if len(b) == 0 {
 		return nil, outcome.New(http.StatusBadRequest, outcome.CodeStructure, "empty body: a FHIR resource is required")
@@ -34,7 +37,7 @@ func checkShape(body []byte) (issues []outcome.Issue, err error) {
 	if b[0] != '{' {
 		return nil, outcome.New(http.StatusBadRequest, outcome.CodeStructure, "body is not a JSON object: a FHIR resource is a JSON object with a resourceType")
 	}
-	if !jsonvalue.Valid(b) {
+	if !decoded && !jsonvalue.Valid(b) {
 		var v any
 		err := json.Unmarshal(b, &v)
 		return nil, outcome.Newf(http.StatusBadRequest, outcome.CodeStructure, "malformed JSON: %v", err)
