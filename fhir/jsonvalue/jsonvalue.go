@@ -22,6 +22,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -43,7 +44,8 @@ func syntaxError(at int, msg string) error { return &SyntaxError{Offset: at, msg
 // Decode returns the value of the JSON document data, as encoding/json
 // with UseNumber decodes it into an any.
 func Decode(data []byte) (any, error) {
-	d := decoder{b: data}
+	d := decoder{b: data, names: names.Get().(map[string]string)}
+	defer names.Put(d.names)
 	i := skipSpace(data, 0)
 	v, i, err := d.value(i, 0)
 	if err != nil {
@@ -55,7 +57,19 @@ func Decode(data []byte) (any, error) {
 	return v, nil
 }
 
-type decoder struct{ b []byte }
+type decoder struct {
+	b     []byte
+	names map[string]string // from the pool names
+}
+
+// names holds the property names decoded before, for Decode to reuse
+// rather than allocate again: FHIR JSON repeats a few hundred names
+// ("system", "code", "reference") thousands of times, and a string per
+// name was a third of a decode's allocations. Each map holds at most
+// maxNames, whatever the input.
+var names = sync.Pool{New: func() any { return make(map[string]string, 256) }}
+
+const maxNames = 4096
 
 // value decodes the value at b[i] (no white space before it) and returns
 // the offset after it.
@@ -129,7 +143,7 @@ func (d *decoder) object(i, depth int) (any, int, error) {
 		if i >= len(b) || b[i] != '"' {
 			return nil, i, syntaxError(i, "expected a property name")
 		}
-		k, j, err := d.str(i)
+		k, j, err := d.name(i)
 		if err != nil {
 			return nil, i, err
 		}
@@ -178,6 +192,24 @@ func (d *decoder) array(i, depth int) (any, int, error) {
 			return nil, i, syntaxError(i, "expected ',' or ']'")
 		}
 	}
+}
+
+// name decodes the property name at b[i] == '"', reusing the string of an
+// earlier one.
+func (d *decoder) name(i int) (string, int, error) {
+	end, plain, err := stringEnd(d.b, i)
+	if err != nil || !plain || d.names == nil {
+		return d.str(i)
+	}
+	raw := d.b[i+1 : end-1]
+	if s, ok := d.names[string(raw)]; ok {
+		return s, end, nil
+	}
+	s := string(raw)
+	if len(d.names) < maxNames {
+		d.names[s] = s
+	}
+	return s, end, nil
 }
 
 // str decodes the string at b[i] == '"'.
