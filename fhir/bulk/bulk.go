@@ -116,6 +116,10 @@ type Config struct {
 	BaseURL string
 	// Workers is how many exports run at once in this process (2).
 	Workers int
+	// Lanes is how many resource types one export reads at once (2): a
+	// type is read on one core, the store's pace; more lanes use more
+	// cores, and hold a page and a chunk buffer each.
+	Lanes int
 	// MaxJobs is how many exports may be queued or running at once, over
 	// every process sharing the store; a kick-off past it gets 429 (4).
 	MaxJobs int
@@ -183,6 +187,9 @@ func New(cfg Config, st Store) *Handler {
 	}
 	if cfg.MaxJobs <= 0 {
 		cfg.MaxJobs = 4
+	}
+	if cfg.Lanes <= 0 {
+		cfg.Lanes = 2
 	}
 	if cfg.MaxFileSize <= 0 {
 		cfg.MaxFileSize = 128 << 20

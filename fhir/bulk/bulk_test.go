@@ -952,3 +952,45 @@ func TestConformance(t *testing.T) {
 	s := newServer(t, Config{MaxJobs: 10})
 	apitest.RunExport(t, s.srv.URL)
 }
+
+// TestLanes: an export reads Lanes types at once, and the manifest lists
+// the files in the order of the types whatever order they finish in. The
+// hook holds every page until both lanes have read one: one lane would
+// wait for ever (the test's deadline).
+func TestLanes(t *testing.T) {
+	var (
+		mu      sync.Mutex
+		reading = map[string]bool{}
+		both    = make(chan struct{})
+		once    sync.Once
+	)
+	s := newServer(t, Config{Lanes: 2, pageSize: 1, pageHook: func(_, typ string) {
+		mu.Lock()
+		reading[typ] = true
+		n := len(reading)
+		mu.Unlock()
+		if n >= 2 {
+			once.Do(func() { close(both) })
+		}
+		select {
+		case <-both:
+		case <-time.After(10 * time.Second):
+		}
+	}})
+	seed(s)
+	start := time.Now()
+	m := s.poll(s.kickoff("/$export?_type=Patient,Observation,Encounter"))
+	if time.Since(start) > 9*time.Second {
+		t.Errorf("export took %v: the types were read one after another", time.Since(start))
+	}
+	var types []string
+	for _, f := range m.Output {
+		types = append(types, f.Type)
+	}
+	if want := []string{"Patient", "Observation", "Encounter"}; !slices.Equal(types, want) {
+		t.Errorf("manifest types %v, want %v (the order of _type)", types, want)
+	}
+	if got, want := ids(s.download(m.Output)), current(t, s.st, "Patient", "Observation", "Encounter"); !slices.Equal(got, want) {
+		t.Errorf("exported %v, want %v", got, want)
+	}
+}
