@@ -78,7 +78,8 @@ func BenchmarkExport(b *testing.B) {
 	})
 	export1 := func(format string, rate, rateCPU *float64) func(b *testing.B) {
 		return func(b *testing.B) {
-			h := New(Config{Settle: -1, Poll: 10 * time.Millisecond, Expiry: time.Minute}, st)
+			// Polled every 10 ms, not to miss the end: MinPoll off.
+			h := New(Config{Settle: -1, Poll: 10 * time.Millisecond, MinPoll: -1, Expiry: time.Minute}, st)
 			defer h.Close()
 			for b.Loop() {
 				start, cpu := time.Now(), cpuTime()

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -89,6 +90,9 @@ func testConfig(cfg Config) Config {
 	}
 	if cfg.Settle == 0 {
 		cfg.Settle = -1
+	}
+	if cfg.MinPoll == 0 {
+		cfg.MinPoll = -1 // the helpers poll every 20 ms; TestPollTooOften sets it
 	}
 	return cfg
 }
@@ -992,5 +996,59 @@ func TestLanes(t *testing.T) {
 	}
 	if got, want := ids(s.download(m.Output)), current(t, s.st, "Patient", "Observation", "Encounter"); !slices.Equal(got, want) {
 		t.Errorf("exported %v, want %v", got, want)
+	}
+}
+
+// TestPollTooOften: a poll of a running export less than MinPoll after
+// the previous one gets 429 with Retry-After and an OperationOutcome
+// (E-ST-02), whichever process it reaches: a second handler on the same
+// store stands for a second Kiln process (issue 7), and its polls count
+// with the first's. After MinPoll the next poll is answered; the manifest
+// is never refused.
+func TestPollTooOften(t *testing.T) {
+	block := make(chan struct{})
+	const minPoll = 400 * time.Millisecond
+	s := newServer(t, Config{MinPoll: minPoll, pageSize: 1, pageHook: func(string, string) { <-block }})
+	seed(s)
+	other := New(testConfig(Config{MinPoll: minPoll}), s.st)
+	defer other.Close()
+	otherSrv := httptest.NewServer(other)
+	defer otherSrv.Close()
+	status := s.kickoff("/$export?_type=Patient")
+	id := status[strings.LastIndex(status, "/")+1:]
+	poll := func(base string) response { return s.do("GET", base+statusPath+id, nil) }
+
+	if r := poll(s.srv.URL); r.status != 202 {
+		t.Fatalf("first poll: %d %s", r.status, r.body)
+	}
+	for _, tc := range []struct{ name, base string }{
+		{"same process", s.srv.URL},
+		{"another process", otherSrv.URL},
+	} {
+		r := poll(tc.base)
+		expectOutcome(t, r, http.StatusTooManyRequests, tc.name+": poll right after a poll")
+		if n, err := strconv.Atoi(r.header.Get("Retry-After")); err != nil || n < 1 {
+			t.Errorf("%s: Retry-After %q, want whole seconds ≥ 1", tc.name, r.header.Get("Retry-After"))
+		}
+	}
+	time.Sleep(minPoll + 50*time.Millisecond)
+	if r := poll(otherSrv.URL); r.status != 202 {
+		t.Errorf("poll after MinPoll, at the other process: %d %s", r.status, r.body)
+	}
+	close(block)
+	// Done: the manifest is answered however often it is asked.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		r := poll(s.srv.URL)
+		if r.status == 200 {
+			if r := poll(s.srv.URL); r.status != 200 {
+				t.Errorf("manifest asked twice at once: %d %s", r.status, r.body)
+			}
+			break
+		}
+		if r.status != 202 && r.status != 429 || time.Now().After(deadline) {
+			t.Fatalf("poll: %d %s", r.status, r.body)
+		}
+		time.Sleep(minPoll)
 	}
 }

@@ -62,6 +62,7 @@ func TestOnMongo(t *testing.T) {
 		// FerretDB, and the format does not depend on the backend.
 		{"Parquet", TestParquetSplit},
 		{"IncludeAssociatedData", TestIncludeAssociatedData},
+		{"PollTooOften", TestPollTooOften},
 	} {
 		t.Run(tc.name, tc.test)
 	}

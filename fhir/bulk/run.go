@@ -157,6 +157,7 @@ func (h *Handler) sweep(ctx context.Context) {
 		if busy {
 			continue
 		}
+		_ = h.st.DeleteRecord(ctx, pollKind, j.ID) // expires anyway
 		if err := h.st.DeleteJob(ctx, j.ID); err == nil {
 			h.cfg.Logger.Info("bulk export expired", "job", j.ID)
 		}
