@@ -74,16 +74,28 @@ func (x *exporter) run(ctx context.Context) (res result, err error) {
 		}
 	}
 	if x.sp.Compartment && x.sp.Patients != nil && len(x.sp.Patients) == 0 {
-		x.sp.Types = nil // no patient in scope: nothing to export
+		x.sp.Types, x.sp.Binaries = nil, false // no patient in scope: nothing to export
 	}
 	x.provenance = map[string]bool{}
-	// Each type's files are its own list, joined in the order of Types
-	// whatever order the lanes finish in.
-	files := make([][]file, len(x.sp.Types))
-	if err := x.lanes(ctx, func(ctx context.Context, i int) error {
+	// Each type's files are its own list, joined in the order of the
+	// types whatever order the lanes finish in. The patients' Binaries
+	// are written as DocumentReferences after those (binary.go).
+	types := x.sp.Types
+	if x.sp.Binaries && !slices.Contains(types, "DocumentReference") {
+		types = append(slices.Clip(types), "DocumentReference")
+	}
+	files := make([][]file, len(types))
+	if err := x.lanes(ctx, types, func(ctx context.Context, i int) error {
 		out := x.output(&files[i])
-		if err := x.exportType(ctx, x.sp.Types[i], out); err != nil {
-			return err
+		if i < len(x.sp.Types) {
+			if err := x.exportType(ctx, types[i], out); err != nil {
+				return err
+			}
+		}
+		if types[i] == "DocumentReference" && x.sp.Binaries {
+			if err := x.exportBinaries(ctx, out); err != nil {
+				return err
+			}
 		}
 		x.done.Add(1)
 		return nil
@@ -575,7 +587,7 @@ func (x *exporter) renew(ctx context.Context, typ string) error {
 	return err
 }
 
-// lanes runs export(i) for every type i of the job, Lanes types at once
+// lanes runs export(i) for every type i of types, Lanes types at once
 // (Config.Lanes). One type is read by one SQL statement after another on
 // one goroutine, which keeps one core busy at most: the store's own pace
 // (BenchmarkExport's baseline). Several types read at once use the other
@@ -586,13 +598,13 @@ func (x *exporter) renew(ctx context.Context, typ string) error {
 // Types are started largest first as far as can be told without counting
 // them: the types that dominate clinical data (largeTypes) before the
 // rest, so that the last type to finish is not a large one started late.
-func (x *exporter) lanes(ctx context.Context, export func(ctx context.Context, i int) error) error {
-	order := make([]int, len(x.sp.Types))
+func (x *exporter) lanes(ctx context.Context, types []string, export func(ctx context.Context, i int) error) error {
+	order := make([]int, len(types))
 	for i := range order {
 		order[i] = i
 	}
 	rank := func(i int) int {
-		if r := slices.Index(largeTypes, x.sp.Types[i]); r >= 0 {
+		if r := slices.Index(largeTypes, types[i]); r >= 0 {
 			return r
 		}
 		return len(largeTypes)

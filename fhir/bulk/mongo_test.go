@@ -63,6 +63,7 @@ func TestOnMongo(t *testing.T) {
 		{"Parquet", TestParquetSplit},
 		{"IncludeAssociatedData", TestIncludeAssociatedData},
 		{"PollTooOften", TestPollTooOften},
+		{"BinaryAsDocumentReference", TestBinaryAsDocumentReference},
 	} {
 		t.Run(tc.name, tc.test)
 	}
