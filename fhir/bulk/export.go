@@ -54,8 +54,9 @@ type exporter struct {
 func (x *exporter) run(ctx context.Context) (res result, err error) {
 	x.startPuts(ctx)
 	defer func() {
-		// Every chunk is stored before the job can be recorded done.
-		if perr := x.drainPuts(); err == nil && perr != nil {
+		// Every chunk is stored before the job can be recorded done. A
+		// lane stopped by a failed store gives the store's error.
+		if perr := x.drainPuts(); perr != nil && (err == nil || errors.Is(err, errPutFailed)) {
 			res, err = result{}, perr
 		}
 	}()
@@ -483,9 +484,13 @@ func (x *exporter) startPuts(ctx context.Context) {
 
 const putQueue = 2
 
+// errPutFailed stops the lanes after the chunk writer failed; run returns
+// the writer's own error (drainPuts).
+var errPutFailed = errors.New("bulk: storing a chunk failed")
+
 func (x *exporter) put(ctx context.Context, c chunk) error {
 	if x.putFailed.Load() {
-		return x.drainPuts()
+		return errPutFailed
 	}
 	select {
 	case x.puts <- c:
@@ -495,7 +500,8 @@ func (x *exporter) put(ctx context.Context, c chunk) error {
 	}
 }
 
-// drainPuts waits for every queued chunk and returns the first error.
+// drainPuts waits for every queued chunk and returns the first error;
+// run calls it once, after the lanes.
 func (x *exporter) drainPuts() error {
 	if x.puts == nil {
 		return x.putErr
