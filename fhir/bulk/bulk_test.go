@@ -1010,12 +1010,16 @@ func TestPollTooOften(t *testing.T) {
 	// Long enough that two requests in a row fall within it however
 	// loaded the machine.
 	const minPoll = 2 * time.Second
-	s := newServer(t, Config{MinPoll: minPoll, pageSize: 1, pageHook: func(string, string) { <-block }})
+	// Either process may claim the export: both hold it at its first page.
+	cfg := Config{MinPoll: minPoll, pageSize: 1, pageHook: func(string, string) { <-block }}
+	s := newServer(t, cfg)
 	seed(s)
-	other := New(testConfig(Config{MinPoll: minPoll}), s.st)
+	other := New(testConfig(cfg), s.st)
 	defer other.Close()
 	otherSrv := httptest.NewServer(other)
 	defer otherSrv.Close()
+	release := sync.OnceFunc(func() { close(block) })
+	defer release() // before the handlers close: a held worker would not stop
 	status := s.kickoff("/$export?_type=Patient")
 	id := status[strings.LastIndex(status, "/")+1:]
 	poll := func(base string) response { return s.do("GET", base+statusPath+id, nil) }
@@ -1037,7 +1041,7 @@ func TestPollTooOften(t *testing.T) {
 	if r := poll(otherSrv.URL); r.status != 202 {
 		t.Errorf("poll after MinPoll, at the other process: %d %s", r.status, r.body)
 	}
-	close(block)
+	release()
 	// Done: the manifest is answered however often it is asked.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
