@@ -371,3 +371,12 @@ func humanBytes(n int64) string {
 	}
 	return fmt.Sprintf("%d B", n)
 }
+
+// bulkMinPoll is bulk.Config.MinPoll for --export-min-poll: 0 turns the
+// check off, which bulk.Config spells negative (its zero is the default).
+func bulkMinPoll(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
+}

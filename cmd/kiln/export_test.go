@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"flag"
 	"fmt"
+	"io"
 	"maps"
 	"net/http"
 	"net/url"
@@ -234,4 +236,45 @@ func downloadExport(t *testing.T, c *apitest.Client, m exportManifest) []string 
 	}
 	sort.Strings(got)
 	return got
+}
+
+// TestExportMinPollSetting: --export-min-poll and KILN_EXPORT_MIN_POLL
+// set bulk.Config.MinPoll (E-ST-02); 0 turns the check off, a negative
+// value stops the server.
+func TestExportMinPollSetting(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		env   string
+		args  []string
+		want  time.Duration // bulk.Config.MinPoll
+		fails bool
+	}{
+		{name: "default", want: 50 * time.Millisecond},
+		{name: "environment", env: "1s", want: time.Second},
+		{name: "flag wins", env: "1s", args: []string{"--export-min-poll", "200ms"}, want: 200 * time.Millisecond},
+		{name: "off", args: []string{"--export-min-poll", "0s"}, want: -1},
+		{name: "negative", args: []string{"--export-min-poll", "-1s"}, fails: true},
+		{name: "malformed", env: "often", fails: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("KILN_EXPORT_MIN_POLL", tc.env)
+			if tc.env == "" {
+				os.Unsetenv("KILN_EXPORT_MIN_POLL")
+			}
+			var cfg serveConfig
+			fs := flag.NewFlagSet("kiln serve", flag.ContinueOnError)
+			fs.SetOutput(io.Discard)
+			cfg.flags(fs)
+			if err := fs.Parse(tc.args); err != nil {
+				t.Fatal(err)
+			}
+			err := cfg.numbersFromEnv(fs)
+			if tc.fails != (err != nil) {
+				t.Fatalf("error %v, want failure %v", err, tc.fails)
+			}
+			if got := bulkMinPoll(cfg.exportMinPoll); !tc.fails && got != tc.want {
+				t.Errorf("MinPoll %v, want %v", got, tc.want)
+			}
+		})
+	}
 }

@@ -55,6 +55,7 @@ type serveConfig struct {
 	exportFileSize int64
 	exportExpiry   time.Duration
 	exportLease    time.Duration
+	exportMinPoll  time.Duration
 	// mongoURI selects the MongoDB backend instead of the embedded store;
 	// mongoDB names its database (default: the URI's, else "kiln").
 	mongoURI     string
@@ -102,6 +103,7 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.accessTTL, "access-token-ttl", time.Hour, "lifetime of SMART access tokens and id_tokens (KILN_ACCESS_TOKEN_TTL)")
 	fs.DurationVar(&c.refreshTTL, "refresh-token-ttl", 90*24*time.Hour, "lifetime of SMART refresh tokens; each refresh issues a new one (KILN_REFRESH_TOKEN_TTL)")
 	fs.DurationVar(&c.codeTTL, "auth-code-ttl", time.Minute, "lifetime of SMART authorization codes (KILN_AUTH_CODE_TTL)")
+	fs.DurationVar(&c.exportMinPoll, "export-min-poll", 50*time.Millisecond, "least time between two status polls of a running export; a poll sooner gets 429 with Retry-After; 0 turns the check off (KILN_EXPORT_MIN_POLL)")
 	fs.DurationVar(&c.exportLease, "export-lease", 30*time.Second, "how long a process holds a running export without renewing it; when a process dies another takes the export over after this (KILN_EXPORT_LEASE)")
 }
 
@@ -255,6 +257,7 @@ func serve(ctx context.Context, args []string) (err error) {
 			MaxFileSize: cfg.exportFileSize,
 			Expiry:      cfg.exportExpiry,
 			Lease:       cfg.exportLease,
+			MinPoll:     bulkMinPoll(cfg.exportMinPoll),
 			Logger:      logger,
 		}, exportStore)
 		// Closing hands a running export back, for the next start to
@@ -481,6 +484,7 @@ func (c *serveConfig) numbersFromEnv(fs *flag.FlagSet) error {
 		{"refresh-token-ttl", "KILN_REFRESH_TOKEN_TTL", &c.refreshTTL},
 		{"auth-code-ttl", "KILN_AUTH_CODE_TTL", &c.codeTTL},
 		{"export-lease", "KILN_EXPORT_LEASE", &c.exportLease},
+		{"export-min-poll", "KILN_EXPORT_MIN_POLL", &c.exportMinPoll},
 		{"mongo-timeout", "KILN_MONGO_TIMEOUT", &c.mongoTimeout},
 	} {
 		if v, ok := os.LookupEnv(n.env); ok && !given[n.flag] {
@@ -493,6 +497,9 @@ func (c *serveConfig) numbersFromEnv(fs *flag.FlagSet) error {
 	}
 	if c.mongoTimeout <= 0 {
 		return fmt.Errorf("--mongo-timeout must be a positive duration")
+	}
+	if c.exportMinPoll < 0 {
+		return fmt.Errorf("--export-min-poll must be a duration, 0 or more")
 	}
 	if c.exportWorkers <= 0 || c.exportMaxJobs <= 0 || c.exportFileSize <= 0 || c.exportExpiry <= 0 || c.exportLease <= 0 {
 		return fmt.Errorf("--export-workers, --export-max-jobs, --export-file-size, --export-expiry and --export-lease must be positive")

@@ -44,6 +44,9 @@ type Jobs = store.Jobs
 // Store is everything an export needs from a backend.
 type Store interface {
 	Jobs
+	// Records keeps each running job's last poll (E-ST-02, status.go),
+	// shared by every process serving the store.
+	store.Records
 	store.Scanner
 	store.Resources
 	store.Searcher
@@ -116,6 +119,10 @@ type Config struct {
 	BaseURL string
 	// Workers is how many exports run at once in this process (2).
 	Workers int
+	// Lanes is how many resource types one export reads at once (2): a
+	// type is read on one core, the store's pace; more lanes use more
+	// cores, and hold a page and a chunk buffer each.
+	Lanes int
 	// MaxJobs is how many exports may be queued or running at once, over
 	// every process sharing the store; a kick-off past it gets 429 (4).
 	MaxJobs int
@@ -133,6 +140,11 @@ type Config struct {
 	// RetryAfter is the delay suggested to pollers and to clients refused
 	// with 429 (2 s).
 	RetryAfter time.Duration
+	// MinPoll is the least time between two status polls of a running
+	// export; a poll sooner gets 429 with Retry-After (E-ST-02). The
+	// default (50 ms) refuses a client polling in a loop without waiting,
+	// not one polling on a timer; negative turns the check off.
+	MinPoll time.Duration
 	// Settle is how long a job waits after transactionTime before reading:
 	// a write stamped just before transactionTime may still be committing
 	// at kick-off (500 ms).
@@ -184,6 +196,9 @@ func New(cfg Config, st Store) *Handler {
 	if cfg.MaxJobs <= 0 {
 		cfg.MaxJobs = 4
 	}
+	if cfg.Lanes <= 0 {
+		cfg.Lanes = 2
+	}
 	if cfg.MaxFileSize <= 0 {
 		cfg.MaxFileSize = 128 << 20
 	}
@@ -198,6 +213,9 @@ func New(cfg Config, st Store) *Handler {
 	}
 	if cfg.RetryAfter <= 0 {
 		cfg.RetryAfter = 2 * time.Second
+	}
+	if cfg.MinPoll == 0 {
+		cfg.MinPoll = 50 * time.Millisecond
 	}
 	if cfg.Settle < 0 {
 		cfg.Settle = 0

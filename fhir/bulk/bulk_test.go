@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -89,6 +90,9 @@ func testConfig(cfg Config) Config {
 	}
 	if cfg.Settle == 0 {
 		cfg.Settle = -1
+	}
+	if cfg.MinPoll == 0 {
+		cfg.MinPoll = -1 // the helpers poll every 20 ms; TestPollTooOften sets it
 	}
 	return cfg
 }
@@ -951,4 +955,106 @@ func expectOutcome(t *testing.T, r response, status int, what string) []outcome.
 func TestConformance(t *testing.T) {
 	s := newServer(t, Config{MaxJobs: 10})
 	apitest.RunExport(t, s.srv.URL)
+}
+
+// TestLanes: an export reads Lanes types at once, and the manifest lists
+// the files in the order of the types whatever order they finish in. The
+// hook holds every page until both lanes have read one: one lane would
+// wait for ever (the test's deadline).
+func TestLanes(t *testing.T) {
+	var (
+		mu      sync.Mutex
+		reading = map[string]bool{}
+		both    = make(chan struct{})
+		once    sync.Once
+	)
+	s := newServer(t, Config{Lanes: 2, pageSize: 1, pageHook: func(_, typ string) {
+		mu.Lock()
+		reading[typ] = true
+		n := len(reading)
+		mu.Unlock()
+		if n >= 2 {
+			once.Do(func() { close(both) })
+		}
+		select {
+		case <-both:
+		case <-time.After(10 * time.Second):
+		}
+	}})
+	seed(s)
+	start := time.Now()
+	m := s.poll(s.kickoff("/$export?_type=Patient,Observation,Encounter"))
+	if time.Since(start) > 9*time.Second {
+		t.Errorf("export took %v: the types were read one after another", time.Since(start))
+	}
+	var types []string
+	for _, f := range m.Output {
+		types = append(types, f.Type)
+	}
+	if want := []string{"Patient", "Observation", "Encounter"}; !slices.Equal(types, want) {
+		t.Errorf("manifest types %v, want %v (the order of _type)", types, want)
+	}
+	if got, want := ids(s.download(m.Output)), current(t, s.st, "Patient", "Observation", "Encounter"); !slices.Equal(got, want) {
+		t.Errorf("exported %v, want %v", got, want)
+	}
+}
+
+// TestPollTooOften: a poll of a running export less than MinPoll after
+// the previous one gets 429 with Retry-After and an OperationOutcome
+// (E-ST-02), whichever process it reaches: a second handler on the same
+// store stands for a second Kiln process (issue 7), and its polls count
+// with the first's. After MinPoll the next poll is answered; the manifest
+// is never refused.
+func TestPollTooOften(t *testing.T) {
+	block := make(chan struct{})
+	// Long enough that two requests in a row fall within it however
+	// loaded the machine.
+	const minPoll = 2 * time.Second
+	// Either process may claim the export: both hold it at its first page.
+	cfg := Config{MinPoll: minPoll, pageSize: 1, pageHook: func(string, string) { <-block }}
+	s := newServer(t, cfg)
+	seed(s)
+	other := New(testConfig(cfg), s.st)
+	defer other.Close()
+	otherSrv := httptest.NewServer(other)
+	defer otherSrv.Close()
+	release := sync.OnceFunc(func() { close(block) })
+	defer release() // before the handlers close: a held worker would not stop
+	status := s.kickoff("/$export?_type=Patient")
+	id := status[strings.LastIndex(status, "/")+1:]
+	poll := func(base string) response { return s.do("GET", base+statusPath+id, nil) }
+
+	if r := poll(s.srv.URL); r.status != 202 {
+		t.Fatalf("first poll: %d %s", r.status, r.body)
+	}
+	for _, tc := range []struct{ name, base string }{
+		{"same process", s.srv.URL},
+		{"another process", otherSrv.URL},
+	} {
+		r := poll(tc.base)
+		expectOutcome(t, r, http.StatusTooManyRequests, tc.name+": poll right after a poll")
+		if n, err := strconv.Atoi(r.header.Get("Retry-After")); err != nil || n < 1 {
+			t.Errorf("%s: Retry-After %q, want whole seconds ≥ 1", tc.name, r.header.Get("Retry-After"))
+		}
+	}
+	time.Sleep(minPoll + 100*time.Millisecond)
+	if r := poll(otherSrv.URL); r.status != 202 {
+		t.Errorf("poll after MinPoll, at the other process: %d %s", r.status, r.body)
+	}
+	release()
+	// Done: the manifest is answered however often it is asked.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		r := poll(s.srv.URL)
+		if r.status == 200 {
+			if r := poll(s.srv.URL); r.status != 200 {
+				t.Errorf("manifest asked twice at once: %d %s", r.status, r.body)
+			}
+			break
+		}
+		if r.status != 202 && r.status != 429 || time.Now().After(deadline) {
+			t.Fatalf("poll: %d %s", r.status, r.body)
+		}
+		time.Sleep(minPoll)
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -24,23 +25,27 @@ const chunkSize = 1 << 20
 
 // exporter runs one job.
 type exporter struct {
-	h       *Handler
-	job     store.Job
-	sp      spec
-	renewed time.Time
-	total   int
-	done    int // types finished, for X-Progress
+	h   *Handler
+	job store.Job
+	sp  spec
+
+	total atomic.Int64 // resources written, for X-Progress and the log
+	done  atomic.Int64 // types finished, for X-Progress
 
 	res result
-	out output      // the resources: NDJSON or Parquet
-	del *fileWriter // deleted: NDJSON Bundles
 
 	puts      chan chunk  // to the chunk writer (startPuts)
 	free      chan []byte // chunk buffers the chunk writer is done with
 	putDone   chan error
 	putErr    error
 	putFailed atomic.Bool
-	deleted   []string // deletions not yet written (at most maxDeletedEntries)
+
+	// mu guards what the lanes (lanes) share: the lease and progress, the
+	// deletions and their writer, and the associated Provenance.
+	mu      sync.Mutex
+	renewed time.Time
+	del     *fileWriter // deleted: NDJSON Bundles
+	deleted []string    // deletions not yet written (at most maxDeletedEntries)
 	// provenance holds the ids of the Provenance associated with the
 	// exported resources (includeAssociatedData, provenance.go).
 	provenance map[string]bool
@@ -49,16 +54,14 @@ type exporter struct {
 func (x *exporter) run(ctx context.Context) (res result, err error) {
 	x.startPuts(ctx)
 	defer func() {
-		// Every chunk is stored before the job can be recorded done.
-		if perr := x.drainPuts(); err == nil && perr != nil {
+		// Every chunk is stored before the job can be recorded done. A
+		// lane stopped by a failed store gives the store's error.
+		if perr := x.drainPuts(); perr != nil && (err == nil || errors.Is(err, errPutFailed)) {
 			res, err = result{}, perr
 		}
 	}()
 	x.res = result{Output: []file{}, Error: []file{}, Deleted: []file{}}
-	x.out, x.del = x.writer(&x.res.Output, false), x.writer(&x.res.Deleted, true)
-	if x.sp.Format == formatParquet {
-		x.out = x.parquetWriter(&x.res.Output)
-	}
+	x.del = x.writer(&x.res.Deleted, true)
 	// A worker taking over starts the files afresh; the snapshot
 	// (transactionTime) is the job's, so the result is the same.
 	if err := x.h.st.DeleteChunks(ctx, x.job.ID, x.job.Owner); err != nil {
@@ -72,16 +75,38 @@ func (x *exporter) run(ctx context.Context) (res result, err error) {
 		}
 	}
 	if x.sp.Compartment && x.sp.Patients != nil && len(x.sp.Patients) == 0 {
-		x.sp.Types = nil // no patient in scope: nothing to export
+		x.sp.Types, x.sp.Binaries = nil, false // no patient in scope: nothing to export
 	}
 	x.provenance = map[string]bool{}
-	for _, typ := range x.sp.Types {
-		if err := x.exportType(ctx, typ); err != nil {
-			return result{}, err
-		}
-		x.done++
+	// Each type's files are its own list, joined in the order of the
+	// types whatever order the lanes finish in. The patients' Binaries
+	// are written as DocumentReferences after those (binary.go).
+	types := x.sp.Types
+	if x.sp.Binaries && !slices.Contains(types, "DocumentReference") {
+		types = append(slices.Clip(types), "DocumentReference")
 	}
-	if err := x.exportProvenance(ctx); err != nil {
+	files := make([][]file, len(types))
+	if err := x.lanes(ctx, types, func(ctx context.Context, i int) error {
+		out := x.output(&files[i])
+		if i < len(x.sp.Types) {
+			if err := x.exportType(ctx, types[i], out); err != nil {
+				return err
+			}
+		}
+		if types[i] == "DocumentReference" && x.sp.Binaries {
+			if err := x.exportBinaries(ctx, out); err != nil {
+				return err
+			}
+		}
+		x.done.Add(1)
+		return nil
+	}); err != nil {
+		return result{}, err
+	}
+	for _, f := range files {
+		x.res.Output = append(x.res.Output, f...)
+	}
+	if err := x.exportProvenance(ctx, x.output(&x.res.Output)); err != nil {
 		return result{}, err
 	}
 	if err := x.writeDeleted(ctx); err != nil {
@@ -103,8 +128,17 @@ func (x *exporter) run(ctx context.Context) (res result, err error) {
 	return x.res, nil
 }
 
-// exportType writes one type's resources as of transactionTime.
-func (x *exporter) exportType(ctx context.Context, typ string) error {
+// output returns a writer of resource files into list, in the job's
+// format.
+func (x *exporter) output(list *[]file) output {
+	if x.sp.Format == formatParquet {
+		return x.parquetWriter(list)
+	}
+	return x.writer(list, false)
+}
+
+// exportType writes one type's resources as of transactionTime to out.
+func (x *exporter) exportType(ctx context.Context, typ string, out output) error {
 	filters, err := x.filters(typ)
 	if err != nil {
 		return err
@@ -145,7 +179,7 @@ func (x *exporter) exportType(ctx context.Context, typ string) error {
 				}
 			case matched != nil && !matched[r.ID]:
 			default:
-				if err := x.write(ctx, typ, r); err != nil {
+				if err := x.write(ctx, out, typ, r); err != nil {
 					return err
 				}
 				if x.sp.Provenance != "" {
@@ -163,7 +197,7 @@ func (x *exporter) exportType(ctx context.Context, typ string) error {
 			x.h.cfg.pageHook(x.job.ID, typ)
 		}
 	}
-	return x.out.close(ctx)
+	return out.close(ctx)
 }
 
 // scanned is one page of a scan, or why there is none.
@@ -197,9 +231,9 @@ func (x *exporter) scan(ctx context.Context, q store.ScanQuery) (<-chan scanned,
 	return out, cancel
 }
 
-// write writes one exported resource, with only the elements _elements
-// names.
-func (x *exporter) write(ctx context.Context, typ string, r store.Resource) error {
+// write writes one exported resource to out, with only the elements
+// _elements names.
+func (x *exporter) write(ctx context.Context, out output, typ string, r store.Resource) error {
 	body := r.Body
 	if len(x.sp.Elements) > 0 {
 		var err error
@@ -207,10 +241,10 @@ func (x *exporter) write(ctx context.Context, typ string, r store.Resource) erro
 			return err
 		}
 	}
-	if err := x.out.line(ctx, typ, body); err != nil {
+	if err := out.line(ctx, typ, body); err != nil {
 		return err
 	}
-	x.total++
+	x.total.Add(1)
 	return nil
 }
 
@@ -450,9 +484,13 @@ func (x *exporter) startPuts(ctx context.Context) {
 
 const putQueue = 2
 
+// errPutFailed stops the lanes after the chunk writer failed; run returns
+// the writer's own error (drainPuts).
+var errPutFailed = errors.New("bulk: storing a chunk failed")
+
 func (x *exporter) put(ctx context.Context, c chunk) error {
 	if x.putFailed.Load() {
-		return x.drainPuts()
+		return errPutFailed
 	}
 	select {
 	case x.puts <- c:
@@ -462,7 +500,8 @@ func (x *exporter) put(ctx context.Context, c chunk) error {
 	}
 }
 
-// drainPuts waits for every queued chunk and returns the first error.
+// drainPuts waits for every queued chunk and returns the first error;
+// run calls it once, after the lanes.
 func (x *exporter) drainPuts() error {
 	if x.puts == nil {
 		return x.putErr
@@ -489,6 +528,8 @@ const maxDeletedEntries = 1000
 // deleteEntry records a deletion of a _since export; full Bundles are
 // written as they fill.
 func (x *exporter) deleteEntry(ctx context.Context, ref string) error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
 	x.deleted = append(x.deleted, ref)
 	if len(x.deleted) < maxDeletedEntries {
 		return nil
@@ -497,7 +538,7 @@ func (x *exporter) deleteEntry(ctx context.Context, ref string) error {
 }
 
 // writeDeleted writes the pending deletions as one transaction Bundle of
-// DELETE entries (E-ST-08).
+// DELETE entries (E-ST-08); x.mu is held, or the lanes are done.
 func (x *exporter) writeDeleted(ctx context.Context) error {
 	if len(x.deleted) == 0 {
 		return nil
@@ -533,13 +574,15 @@ func (x *exporter) renew(ctx context.Context, typ string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
 	now := x.h.now()
 	if now.Sub(x.renewed) < x.h.cfg.Lease/5 {
 		return nil
 	}
 	x.renewed = now
 	x.job.LeaseUntil = now.Add(x.h.cfg.Lease)
-	x.job.Progress = fmt.Sprintf("%d of %d types, %d resources; exporting %s", x.done, len(x.sp.Types), x.total, typ)
+	x.job.Progress = fmt.Sprintf("%d of %d types, %d resources; exporting %s", x.done.Load(), len(x.sp.Types), x.total.Load(), typ)
 	err := x.h.st.UpdateJob(ctx, x.job)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -549,3 +592,70 @@ func (x *exporter) renew(ctx context.Context, typ string) error {
 	}
 	return err
 }
+
+// lanes runs export(i) for every type i of types, Lanes types at once
+// (Config.Lanes). One type is read by one SQL statement after another on
+// one goroutine, which keeps one core busy at most: the store's own pace
+// (BenchmarkExport's baseline). Several types read at once use the other
+// cores; each type writes its own files, so lanes share only the chunk
+// writer and what x.mu guards. The first error stops the other lanes
+// and is returned.
+//
+// Types are started largest first as far as can be told without counting
+// them: the types that dominate clinical data (largeTypes) before the
+// rest, so that the last type to finish is not a large one started late.
+func (x *exporter) lanes(ctx context.Context, types []string, export func(ctx context.Context, i int) error) error {
+	order := make([]int, len(types))
+	for i := range order {
+		order[i] = i
+	}
+	rank := func(i int) int {
+		if r := slices.Index(largeTypes, types[i]); r >= 0 {
+			return r
+		}
+		return len(largeTypes)
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return rank(a) - rank(b) })
+
+	parent := ctx
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		next  atomic.Int64
+		mu    sync.Mutex
+		first error
+		wg    sync.WaitGroup
+	)
+	for range min(x.h.cfg.Lanes, len(order)) {
+		wg.Go(func() {
+			for {
+				k := int(next.Add(1)) - 1
+				if k >= len(order) || ctx.Err() != nil {
+					return
+				}
+				if err := export(ctx, order[k]); err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
+					cancel()
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if first != nil {
+		return first
+	}
+	// A lane that saw the context end between two types stops without an
+	// error of its own.
+	return parent.Err()
+}
+
+// largeTypes are the resource types that usually hold most of a clinical
+// store's resources and bytes (Synthea's population: Observation half the
+// resources, ExplanationOfBenefit and Claim half the bytes), started first.
+var largeTypes = []string{"Observation", "ExplanationOfBenefit", "Claim", "Encounter", "DiagnosticReport",
+	"DocumentReference", "Immunization", "Procedure", "Condition", "MedicationRequest"}

@@ -61,6 +61,9 @@ type spec struct {
 	// would; Base reads absolute references then.
 	Record bool   `json:"record,omitempty"`
 	Base   string `json:"base,omitempty"`
+	// Binaries: a Patient or Group export writes the patients' Binaries
+	// as DocumentReferences (binary.go, E-FI-05).
+	Binaries bool `json:"binaries,omitempty"`
 	// TypeFilter holds each type's _typeFilter queries (OR'd).
 	TypeFilter map[string][]string `json:"typeFilter,omitempty"`
 	// Ignored are the parameters left out under lenient handling, for the
@@ -379,6 +382,12 @@ func (k *kickoffParser) types(asked []string) error {
 		}
 		return !k.sp.Compartment || len(k.h.cfg.Registry.Compartment("Patient", t)) > 0
 	}
+	// A patient's Binaries are exported with the DocumentReferences
+	// (E-FI-05), to a grant that may read both.
+	defer func() {
+		k.sp.Binaries = k.sp.Binaries || k.sp.Compartment && !k.sp.Record && slices.Contains(k.sp.Types, "DocumentReference") &&
+			k.grant.allows("Binary")
+	}()
 	if len(asked) == 0 {
 		for _, t := range resource.Types() {
 			if inScope(t) && k.grant.allows(t) {
@@ -393,6 +402,13 @@ func (k *kickoffParser) types(asked []string) error {
 			if err := k.ignore(true, "_type", fmt.Sprintf("%q is not a FHIR R4 resource type", t)); err != nil {
 				return err
 			}
+		case t == "Binary" && k.sp.Compartment && !k.sp.Record:
+			// The patients' Binaries, as DocumentReferences (E-FI-05).
+			if !k.grant.allows("Binary") || !k.grant.allows("DocumentReference") {
+				return outcome.New(http.StatusForbidden, outcome.CodeForbidden,
+					"this client may not read Binary resources, or the DocumentReferences they are exported as")
+			}
+			k.sp.Binaries = true
 		case !inScope(t):
 			if err := k.ignore(true, "_type", fmt.Sprintf("%s resources are not in the Patient compartment", t)); err != nil {
 				return err

@@ -62,6 +62,8 @@ func TestOnMongo(t *testing.T) {
 		// FerretDB, and the format does not depend on the backend.
 		{"Parquet", TestParquetSplit},
 		{"IncludeAssociatedData", TestIncludeAssociatedData},
+		{"PollTooOften", TestPollTooOften},
+		{"BinaryAsDocumentReference", TestBinaryAsDocumentReference},
 	} {
 		t.Run(tc.name, tc.test)
 	}

@@ -96,6 +96,7 @@ func (x *exporter) associate(ctx context.Context, typ string, ids []string) erro
 		id, recorded, updated string
 	}
 	latest := map[string]best{} // exported resource (typ/id) → its latest Provenance
+	var relevant []string
 	for {
 		p, err := x.h.st.Search(ctx, q)
 		if err != nil {
@@ -103,7 +104,7 @@ func (x *exporter) associate(ctx context.Context, typ string, ids []string) erro
 		}
 		for _, m := range p.Matches {
 			if x.sp.Provenance == provenanceRelevant {
-				x.provenance[m.ID] = true
+				relevant = append(relevant, m.ID)
 				continue
 			}
 			var pv provenanceOf
@@ -126,6 +127,11 @@ func (x *exporter) associate(ctx context.Context, typ string, ids []string) erro
 			break
 		}
 		q.Cursor = p.Next
+	}
+	x.mu.Lock() // the lanes associate at once
+	defer x.mu.Unlock()
+	for _, id := range relevant {
+		x.provenance[id] = true
 	}
 	for _, b := range latest {
 		x.provenance[b.id] = true
@@ -162,7 +168,7 @@ func compareInstants(a, b string) int {
 
 // exportProvenance writes the associated Provenance, as of
 // transactionTime.
-func (x *exporter) exportProvenance(ctx context.Context) error {
+func (x *exporter) exportProvenance(ctx context.Context, out output) error {
 	if x.sp.Provenance == "" || len(x.provenance) == 0 {
 		return nil
 	}
@@ -177,7 +183,7 @@ func (x *exporter) exportProvenance(ctx context.Context) error {
 			if !x.provenance[r.ID] {
 				continue
 			}
-			if err := x.write(ctx, "Provenance", r); err != nil {
+			if err := x.write(ctx, out, "Provenance", r); err != nil {
 				return err
 			}
 		}
@@ -185,5 +191,5 @@ func (x *exporter) exportProvenance(ctx context.Context) error {
 			return err
 		}
 	}
-	return x.out.close(ctx)
+	return out.close(ctx)
 }

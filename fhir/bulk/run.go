@@ -88,7 +88,8 @@ func (h *Handler) runJob(ctx context.Context, job store.Job) {
 	if job.Attempts > 1 {
 		h.cfg.Logger.Info("bulk export resumed", "job", job.ID, "attempt", job.Attempts)
 	}
-	x := &exporter{h: h, job: job, sp: sp, renewed: h.now()}
+	x := &exporter{h: h, job: job, sp: sp}
+	x.renewed = h.now()
 	res, err := x.run(ctx)
 	switch {
 	case err == nil:
@@ -99,7 +100,7 @@ func (h *Handler) runJob(ctx context.Context, job store.Job) {
 			h.cfg.Logger.Info("bulk export not finished", "job", job.ID, "reason", err.Error())
 			return
 		}
-		h.cfg.Logger.Info("bulk export done", "job", job.ID, "files", len(res.Output), "resources", x.total)
+		h.cfg.Logger.Info("bulk export done", "job", job.ID, "files", len(res.Output), "resources", x.total.Load())
 	case errors.Is(err, errCancelled), errors.Is(err, store.ErrNotFound):
 		// DeleteJob removed the job and its chunks; a PutChunk racing it
 		// was refused (jobs.go in the backend), so nothing is left.
@@ -156,6 +157,7 @@ func (h *Handler) sweep(ctx context.Context) {
 		if busy {
 			continue
 		}
+		_ = h.st.DeleteRecord(ctx, pollKind, j.ID) // expires anyway
 		if err := h.st.DeleteJob(ctx, j.ID); err == nil {
 			h.cfg.Logger.Info("bulk export expired", "job", j.ID)
 		}

@@ -63,6 +63,9 @@ func (h *Handler) status(w http.ResponseWriter, r *http.Request, id string) erro
 	}
 	switch j.State {
 	case store.JobQueued, store.JobRunning:
+		if err := h.throttle(r.Context(), id); err != nil {
+			return err
+		}
 		// E-ST-01: 202, X-Progress under 100 characters, Retry-After.
 		p := j.Progress
 		if len(p) > 99 {
@@ -102,6 +105,39 @@ func (h *Handler) status(w http.ResponseWriter, r *http.Request, id string) erro
 	return nil
 }
 
+// pollKind is the store.Records kind of the poll marks.
+const pollKind = "export-poll"
+
+// throttle answers 429 with Retry-After to a poll of a running export
+// that comes less than MinPoll after the previous one
+// (export.html#bulk-data-status-request: "the server SHOULD return 429
+// Too Many Requests" to a client polling too frequently; E-ST-02). The
+// mark of the last poll is a record in the store that expires after
+// MinPoll, created only if none is live: one atomic statement, so every
+// process serving the store (--mongo-uri) sees the same marks, and two
+// polls racing each other let one through. Only running exports are
+// throttled: the manifest and a failure are answered whenever asked.
+// Status requests are confined to the client that started the export
+// (job), so one mark per export is one per client.
+func (h *Handler) throttle(ctx context.Context, id string) error {
+	if h.cfg.MinPoll <= 0 {
+		return nil
+	}
+	now := h.now()
+	err := h.st.InsertRecord(ctx, store.Record{Kind: pollKind, Key: id, Value: []byte{}, Expires: now.Add(h.cfg.MinPoll)})
+	if !errors.Is(err, store.ErrVersionConflict) {
+		return err
+	}
+	wait := h.cfg.MinPoll
+	if rec, err := h.st.GetRecord(ctx, pollKind, id); err == nil {
+		wait = rec.Expires.Sub(now)
+	}
+	secs := max(1, int((wait+time.Second-1)/time.Second))
+	return outcome.Newf(http.StatusTooManyRequests, outcome.CodeTransient,
+		"this export was polled again within %v of the last poll; poll at most as often as Retry-After says", h.cfg.MinPoll).
+		With("Retry-After", strconv.Itoa(secs))
+}
+
 // retryAfter is the Retry-After value in whole seconds, at least 1.
 func (h *Handler) retryAfter() string {
 	return strconv.Itoa(max(1, int(h.cfg.RetryAfter.Round(time.Second)/time.Second)))
@@ -128,6 +164,7 @@ func (h *Handler) cancel(w http.ResponseWriter, r *http.Request, id string) erro
 		}
 		return err
 	}
+	_ = h.st.DeleteRecord(r.Context(), pollKind, id) // expires anyway
 	h.cfg.Logger.Info("bulk export cancel requested", "job", id)
 	w.Header().Set("Content-Type", "application/fhir+json; charset=utf-8")
 	w.WriteHeader(http.StatusAccepted)
