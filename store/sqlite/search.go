@@ -91,7 +91,7 @@ func (s *Store) Search(ctx context.Context, q *search.Query) (store.SearchPage, 
 		count = &plan.estimate
 	}
 	if count != nil {
-		if err := s.queryRow(ctx, *count).Scan(&page.Total); err != nil {
+		if page.Total, err = s.count(ctx, *count); err != nil {
 			return store.SearchPage{}, fmt.Errorf("sqlite: search: count: %w", s.mapErr(ctx, err))
 		}
 	}
@@ -109,6 +109,54 @@ func (s *Store) Search(ctx context.Context, q *search.Query) (store.SearchPage, 
 		*c.out = encodeSearchCursor(*c.pos, plan.fingerprint)
 	}
 	return page, nil
+}
+
+// count runs a count statement, or, with the read cache on, answers
+// from the totals counted since the last acknowledged write (countCache):
+// the same statement over the same data counts the same. A count over
+// hundreds of thousands of index rows takes the better part of a second
+// in pure-Go SQLite; a portal repeating a total between writes pays that
+// once.
+func (s *Store) count(ctx context.Context, f frag) (int, error) {
+	var n int
+	if s.cache == nil {
+		err := s.queryRow(ctx, f).Scan(&n)
+		return n, err
+	}
+	gen := s.cache.writes.Load() // before the count reads anything
+	key := countKey(f)
+	if n, ok := s.cache.counts.get(key, gen); ok {
+		return n, nil
+	}
+	if err := s.queryRow(ctx, f).Scan(&n); err != nil {
+		return 0, err
+	}
+	s.cache.counts.put(key, gen, n)
+	return n, nil
+}
+
+// countKey is a statement and its values as one string, each value
+// tagged with its type and strings with their length, so that no two
+// different statements share a key.
+func countKey(f frag) string {
+	b := binary.AppendUvarint(nil, uint64(len(f.sql)))
+	b = append(b, f.sql...)
+	for _, a := range f.args {
+		switch v := a.(type) {
+		case int64:
+			b = binary.AppendVarint(append(b, tagInt), v)
+		case int:
+			b = binary.AppendVarint(append(b, tagInt), int64(v))
+		case float64:
+			b = binary.BigEndian.AppendUint64(append(b, tagFloat), math.Float64bits(v))
+		case string:
+			b = binary.AppendUvarint(append(b, tagText), uint64(len(v)))
+			b = append(b, v...)
+		default:
+			b = fmt.Appendf(append(b, tagNull), "%T:%#v;", v, v)
+		}
+	}
+	return string(b)
 }
 
 // fetch runs the page statement: up to count matches, with the cursors
@@ -1472,6 +1520,10 @@ type paramSnapshot struct {
 	max    int64
 	byName map[string][]paramRow
 	types  []string // every type with a params row: every type ever written
+	// gen is readCache.writes before the snapshot was read; cached says
+	// there is a read cache and gen is set.
+	gen    uint64
+	cached bool
 }
 
 type paramRow struct {
@@ -1514,12 +1566,29 @@ func (p *paramSnapshot) kinds(types []string, name string) []kindPids {
 	return out
 }
 
+// With the read cache on, the check is skipped while no write has been
+// acknowledged since the snapshot was taken (readCache.writes): params
+// rows are added only by the writer of this process, so none can have
+// been added that a caller knows of. That saves a statement per search.
 func (s *Store) paramSnapshot(ctx context.Context) (*paramSnapshot, error) {
+	var gen uint64
+	if s.cache != nil {
+		gen = s.cache.writes.Load()
+		if p := s.params.Load(); p != nil && p.cached && p.gen == gen {
+			return p, nil
+		}
+	}
 	var maxPid int64
 	if err := s.maxPidStmt.QueryRowContext(ctx).Scan(&maxPid); err != nil {
 		return nil, err
 	}
 	if p := s.params.Load(); p != nil && p.max == maxPid {
+		if s.cache != nil && (!p.cached || p.gen != gen) {
+			// Still true as of gen: a copy says so for the next search.
+			q := *p
+			q.gen, q.cached = gen, true
+			s.params.Store(&q)
+		}
 		return p, nil
 	}
 	rows, err := s.rdb.QueryContext(ctx, `SELECT pid, type, name, kind FROM params`)
@@ -1527,7 +1596,7 @@ func (s *Store) paramSnapshot(ctx context.Context) (*paramSnapshot, error) {
 		return nil, err
 	}
 	defer rows.Close()
-	p := &paramSnapshot{byName: map[string][]paramRow{}}
+	p := &paramSnapshot{byName: map[string][]paramRow{}, gen: gen, cached: s.cache != nil}
 	seen := map[string]bool{}
 	for rows.Next() {
 		var r paramRow
