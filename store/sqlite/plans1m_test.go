@@ -108,6 +108,9 @@ func BenchmarkPlans1M(b *testing.B) {
 			return search.Query{Types: []string{"Patient"}, Count: 50, Filter: []search.Clause{
 				{Has: &search.Has{Type: "Observation", Param: "patient", Filter: tok("code", "http://loinc.org", codes[i%len(codes)])}}}}
 		}},
+		{"category-page", func(int) search.Query {
+			return search.Query{Types: []string{"Observation"}, Count: 10, Filter: []search.Clause{lab}}
+		}},
 		{"total-accurate", func(int) search.Query {
 			return search.Query{Types: []string{"Observation"}, Count: 10, Total: search.TotalAccurate, Filter: []search.Clause{lab}}
 		}},

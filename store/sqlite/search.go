@@ -165,35 +165,14 @@ func countKey(f frag) string {
 // extra row, when there is one, is the last going forward and the first
 // going backward (plan), and says that more follow that way.
 func (s *Store) fetch(ctx context.Context, plan *searchPlan, count int) (matches []store.Resource, prev, next *cursorPos, err error) {
-	rows, err := s.query(ctx, plan.page)
+	matches, pos, err := s.pageRows(ctx, plan, plan.page)
+	if err == nil && plan.fallback != nil && len(matches) <= count {
+		// The window walked held too few matches to fill the page: the
+		// page is not known to be complete, so gather it (plan).
+		matches, pos, err = s.pageRows(ctx, plan, *plan.fallback)
+	}
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("sqlite: search: %w", s.mapErr(ctx, err))
-	}
-	defer rows.Close()
-	var (
-		rid, lu int64
-		keys    = make([]any, len(plan.keys))
-		pos     []cursorPos
-		r       store.Resource
-		method  string
-		dest    = []any{&rid}
-	)
-	for i := range keys {
-		dest = append(dest, &keys[i])
-	}
-	dest = append(dest, &r.Type, &r.ID, &r.Version, &lu, &method, &r.Body)
-	for rows.Next() {
-		r = store.Resource{}
-		if err := rows.Scan(dest...); err != nil {
-			return nil, nil, nil, fmt.Errorf("sqlite: search: %w", s.mapErr(ctx, err))
-		}
-		r.LastUpdated = time.UnixMicro(lu).UTC()
-		r.Method = store.Method(method)
-		matches = append(matches, r)
-		pos = append(pos, cursorPos{rid: rid, keys: slices.Clone(keys)})
-	}
-	if err := rows.Err(); err != nil {
-		return nil, nil, nil, fmt.Errorf("sqlite: search: %w", s.mapErr(ctx, err))
+		return nil, nil, nil, err
 	}
 	back := plan.cursor != nil && plan.cursor.back
 	more := len(matches) > count
@@ -219,9 +198,49 @@ func (s *Store) fetch(ctx context.Context, plan *searchPlan, count int) (matches
 	return matches, prev, next, nil
 }
 
+// pageRows runs a page statement of plan: the matches and their positions.
+func (s *Store) pageRows(ctx context.Context, plan *searchPlan, page frag) ([]store.Resource, []cursorPos, error) {
+	rows, err := s.query(ctx, page)
+	if err != nil {
+		return nil, nil, fmt.Errorf("sqlite: search: %w", s.mapErr(ctx, err))
+	}
+	defer rows.Close()
+	var (
+		rid, lu int64
+		keys    = make([]any, len(plan.keys))
+		matches []store.Resource
+		pos     []cursorPos
+		r       store.Resource
+		method  string
+		dest    = []any{&rid}
+	)
+	for i := range keys {
+		dest = append(dest, &keys[i])
+	}
+	dest = append(dest, &r.Type, &r.ID, &r.Version, &lu, &method, &r.Body)
+	for rows.Next() {
+		r = store.Resource{}
+		if err := rows.Scan(dest...); err != nil {
+			return nil, nil, fmt.Errorf("sqlite: search: %w", s.mapErr(ctx, err))
+		}
+		r.LastUpdated = time.UnixMicro(lu).UTC()
+		r.Method = store.Method(method)
+		matches = append(matches, r)
+		pos = append(pos, cursorPos{rid: rid, keys: slices.Clone(keys)})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, fmt.Errorf("sqlite: search: %w", s.mapErr(ctx, err))
+	}
+	return matches, pos, nil
+}
+
 // searchPlan is a compiled query.
 type searchPlan struct {
 	page, count frag
+	// fallback, when set, is the page gathered from the driving set, for
+	// when page (a bounded walk of the type: windowWalk) found no more
+	// than count matches.
+	fallback    *frag
 	estimate    frag // count, or a cheaper upper bound of it
 	keys        []sortKey
 	cursor      *cursorPos // the position the page starts after; nil on the first page
@@ -289,6 +308,16 @@ func (s *Store) plan(ctx context.Context, q *search.Query) (*searchPlan, error) 
 			break // small enough: probing the others costs more than it could save
 		}
 	}
+	// A broad clause alone (a code without its system, a range) is
+	// measured too when the page might walk the type instead (windowWalk).
+	if len(drivable) == 1 && windowable(conds[driver], q, types) {
+		var n int
+		probe := conds[driver].set.wrap("SELECT count(*) FROM (", fmt.Sprintf(" LIMIT %d)", driveProbe))
+		if err := s.queryRow(ctx, probe).Scan(&n); err != nil {
+			return nil, fmt.Errorf("sqlite: search: %w", s.mapErr(ctx, err))
+		}
+		best = n
+	}
 
 	var where []frag
 	if driver >= 0 {
@@ -347,15 +376,28 @@ func (s *Store) plan(ctx context.Context, q *search.Query) (*searchPlan, error) 
 	// set is large (its probe reached driveProbe, or it was not probed)
 	// and the page can stop early (no _sort, which ranks every match).
 	// The count keeps the IN form.
-	from, pageFilter := "current AS c", filter
+	from, pageFilter := frag{sql: "current AS c"}, filter
 	cols := []frag{{sql: "c.rid AS rid"}}
-	if driver >= 0 && conds[driver].walk != nil && best >= driveProbe && len(plan.keys) == 0 {
+	var fallback *frag // the gathering page, when from is a bounded walk
+	switch {
+	case driver >= 0 && conds[driver].walk != nil && best >= driveProbe && len(plan.keys) == 0:
 		var seek frag
-		from, seek = conds[driver].walk.walk()
+		var walk string
+		walk, seek = conds[driver].walk.walk()
+		from = frag{sql: walk}
 		pageFilter = joinFrags(" AND ", append([]frag{seek}, where[1:]...))
 		// x.rid, not c.rid: the planner sees that the walk delivers it
 		// in order and needs no sort for ORDER BY rid.
 		cols[0] = frag{sql: "x.rid AS rid"}
+	case driver >= 0 && best >= driveProbe && windowable(conds[driver], q, types) && (plan.cursor == nil || !plan.cursor.back):
+		var after *int64
+		if plan.cursor != nil {
+			after = &plan.cursor.rid
+		}
+		from = windowWalk(types[0], after, q.Count)
+		// Every clause is a test of the row, the driver's too.
+		pageFilter = joinFrags(" AND ", append([]frag{conds[driver].pred}, where[1:]...))
+		fallback = &frag{}
 	}
 	var order, outerOrder []string
 	type term struct {
@@ -388,7 +430,11 @@ func (s *Store) plan(ctx context.Context, q *search.Query) (*searchPlan, error) 
 	}
 	order = append(order, "rid")
 	outerOrder = append(outerOrder, "p.rid")
-	inner := joinFrags(", ", cols).wrap("SELECT ", " FROM "+from+" WHERE ").append(pageFilter)
+	inner := joinFrags(", ", cols).wrap("SELECT ", " FROM ").append(from).append(frag{sql: " WHERE "}).append(pageFilter)
+	if fallback != nil {
+		gather := joinFrags(", ", cols).wrap("SELECT ", " FROM current AS c WHERE ").append(filter)
+		fallback = &gather
+	}
 
 	windowWhere := frag{sql: "1"}
 	if plan.cursor != nil {
@@ -426,12 +472,56 @@ func (s *Store) plan(ctx context.Context, q *search.Query) (*searchPlan, error) 
 			}
 		}
 	}
-	window := inner.wrap("SELECT * FROM (", ") WHERE ").append(windowWhere).
-		append(frag{" ORDER BY " + strings.Join(order, ", ") + " LIMIT ?", []any{q.Count + 1}})
-	plan.page = window.wrap("SELECT "+keyCols+", c.type, c.id, c.version, c.last_updated, v.method, v.body FROM (",
-		") AS p CROSS JOIN current AS c ON c.rid = p.rid CROSS JOIN versions AS v ON v.seq = c.seq ORDER BY "+
-			strings.Join(outerOrder, ", "))
+	pageOf := func(inner frag) frag {
+		window := inner.wrap("SELECT * FROM (", ") WHERE ").append(windowWhere).
+			append(frag{" ORDER BY " + strings.Join(order, ", ") + " LIMIT ?", []any{q.Count + 1}})
+		return window.wrap("SELECT "+keyCols+", c.type, c.id, c.version, c.last_updated, v.method, v.body FROM (",
+			") AS p CROSS JOIN current AS c ON c.rid = p.rid CROSS JOIN versions AS v ON v.seq = c.seq ORDER BY "+
+				strings.Join(outerOrder, ", "))
+	}
+	plan.page = pageOf(inner)
+	if fallback != nil {
+		page := pageOf(*fallback)
+		plan.fallback = &page
+	}
 	return plan, nil
+}
+
+// windowFactor: a bounded walk of the type (windowWalk) reads this many
+// resources per match the page needs, at most windowMax: it fills the
+// page when at least one resource in windowFactor matches.
+const (
+	windowFactor = 20
+	windowMax    = 5000
+)
+
+// windowable reports whether the page of a query driven by cd alone
+// might walk the type (windowWalk): a clause that cannot be walked in rid
+// order through its own rows (a code without its system, a range, a
+// composite; not a string, whose matches are few, nor a _has, which has
+// its own walk: ordered.go), one type, no _sort.
+func windowable(cd cond, q *search.Query, types []string) bool {
+	return cd.set != nil && cd.walk == nil && cd.probe == nil && cd.rank != 2 && cd.rank >= 1 &&
+		q.Count > 0 && len(q.Sort) == 0 && len(types) == 1
+}
+
+// windowWalk is the FROM of a page that walks the type's live resources
+// in rid order (current_type), after the cursor's rid when there is one,
+// at most windowFactor per match the page needs, testing every clause on
+// each (the current row aliased c). A clause with thousands of matches
+// (category=laboratory: 40% of a million resources' Observations) is
+// gathered whole by the usual `c.rid IN (set)`, hundreds of milliseconds
+// for a page of ten; when its matches are dense the walk fills the page
+// after a few dozen probes. When it does not fill the page the matches
+// may continue past the window, so the page is gathered after all
+// (searchPlan.fallback): a sparse clause pays the walk in vain.
+func windowWalk(typ string, after *int64, count int) frag {
+	f := frag{"(SELECT t.rid FROM current AS t INDEXED BY current_type WHERE t.type = ? AND t.deleted = 0", []any{typ}}
+	if after != nil {
+		f = f.append(frag{" AND t.rid > ?", []any{*after}})
+	}
+	return f.append(frag{" ORDER BY t.rid LIMIT ?) AS w CROSS JOIN current AS c ON c.rid = w.rid",
+		[]any{min(windowMax, windowFactor*(count+1))}})
 }
 
 // frag is a piece of SQL and the values of its placeholders, in order.
