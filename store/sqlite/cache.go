@@ -160,8 +160,8 @@ type countCache struct {
 }
 
 type countEntry struct {
-	gen   uint64
-	total int
+	gen  uint64
+	vals []int
 }
 
 // countCacheSize bounds the totals kept: a server sees few distinct
@@ -170,18 +170,18 @@ const countCacheSize = 256
 
 // get returns the cached total of key if no write was acknowledged since
 // it was counted.
-func (c *countCache) get(key string, gen uint64) (int, bool) {
+func (c *countCache) get(key string, gen uint64) ([]int, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.m[key]
 	if !ok || e.gen != gen {
-		return 0, false
+		return nil, false
 	}
-	return e.total, true
+	return e.vals, true
 }
 
-// put keeps total, counted after the write generation was gen.
-func (c *countCache) put(key string, gen uint64, total int) {
+// put keeps the counts vals, counted after the write generation was gen.
+func (c *countCache) put(key string, gen uint64, vals []int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.m == nil {
@@ -201,5 +201,5 @@ func (c *countCache) put(key string, gen uint64, total int) {
 			delete(c.m, k)
 		}
 	}
-	c.m[key] = countEntry{gen: gen, total: total}
+	c.m[key] = countEntry{gen: gen, vals: vals}
 }

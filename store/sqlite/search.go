@@ -118,21 +118,35 @@ func (s *Store) Search(ctx context.Context, q *search.Query) (store.SearchPage, 
 // in pure-Go SQLite; a portal repeating a total between writes pays that
 // once.
 func (s *Store) count(ctx context.Context, f frag) (int, error) {
-	var n int
+	n, err := s.counts(ctx, f, 1)
+	if err != nil {
+		return 0, err
+	}
+	return n[0], nil
+}
+
+// counts is count for a statement of n count columns (its row scanned
+// into n ints).
+func (s *Store) counts(ctx context.Context, f frag, n int) ([]int, error) {
+	vals := make([]int, n)
+	dest := make([]any, n)
+	for i := range vals {
+		dest[i] = &vals[i]
+	}
 	if s.cache == nil {
-		err := s.queryRow(ctx, f).Scan(&n)
-		return n, err
+		err := s.queryRow(ctx, f).Scan(dest...)
+		return vals, err
 	}
 	gen := s.cache.writes.Load() // before the count reads anything
 	key := countKey(f)
-	if n, ok := s.cache.counts.get(key, gen); ok {
-		return n, nil
+	if got, ok := s.cache.counts.get(key, gen); ok && len(got) == n {
+		return got, nil
 	}
-	if err := s.queryRow(ctx, f).Scan(&n); err != nil {
-		return 0, err
+	if err := s.queryRow(ctx, f).Scan(dest...); err != nil {
+		return nil, err
 	}
-	s.cache.counts.put(key, gen, n)
-	return n, nil
+	s.cache.counts.put(key, gen, vals)
+	return vals, nil
 }
 
 // countKey is a statement and its values as one string, each value
@@ -311,9 +325,12 @@ func (s *Store) plan(ctx context.Context, q *search.Query) (*searchPlan, error) 
 	// A broad clause alone (a code without its system, a range) is
 	// measured too when the page might walk the type instead (windowWalk).
 	if len(drivable) == 1 && windowable(conds[driver], q, types) {
-		var n int
+		// Counted through the count cache: a broad clause is asked for
+		// again and again (a portal's category list), where a patient's
+		// clauses rarely repeat between writes.
 		probe := conds[driver].set.wrap("SELECT count(*) FROM (", fmt.Sprintf(" LIMIT %d)", driveProbe))
-		if err := s.queryRow(ctx, probe).Scan(&n); err != nil {
+		n, err := s.count(ctx, probe)
+		if err != nil {
 			return nil, fmt.Errorf("sqlite: search: %w", s.mapErr(ctx, err))
 		}
 		best = n
