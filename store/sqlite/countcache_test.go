@@ -101,3 +101,27 @@ func TestSearchCountCache(t *testing.T) {
 		})
 	}
 }
+
+// TestReadMmap: read connections map as much of the file as SQLite
+// allows by default (Config.MmapSize), and a larger setting is lowered
+// to it rather than refused.
+func TestReadMmap(t *testing.T) {
+	for _, cfg := range []int64{0, 1 << 40, 1 << 20} {
+		s, err := Open(context.Background(), Config{Path: filepath.Join(t.TempDir(), "kiln.db"), MmapSize: cfg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got int64
+		if err := s.rdb.QueryRow("PRAGMA mmap_size").Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		want := int64(maxMmap)
+		if cfg == 1<<20 {
+			want = cfg
+		}
+		if got != want {
+			t.Errorf("MmapSize %d: mmap_size %d, want %d", cfg, got, want)
+		}
+	}
+}
