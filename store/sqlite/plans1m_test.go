@@ -22,6 +22,8 @@ import (
 // openImmutable opens a database file for searches only, without a
 // writer, a lock or a migration, and without writing a byte to it (SQLite's
 // immutable=1): a built benchmark population can be examined in place.
+// Its read connections are configured by KILN_PLANS_DSN (say
+// "&_pragma=mmap_size(2147418112)", as Open would).
 func openImmutable(tb testing.TB, path string) *Store {
 	tb.Helper()
 	abs, err := filepath.Abs(path)
@@ -32,7 +34,10 @@ func openImmutable(tb testing.TB, path string) *Store {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	s := &Store{rdb: db}
+	// A read cache as the server has (kiln serve --cache), for the count
+	// cache and params snapshot that come with it: nothing writes, so
+	// they never go stale.
+	s := &Store{rdb: db, cache: newReadCache(64 << 20)}
 	if s.maxPidStmt, err = db.Prepare(`SELECT coalesce(max(pid), 0) FROM params`); err != nil {
 		tb.Fatal(err)
 	}

@@ -312,7 +312,19 @@ func (s *Store) plan(ctx context.Context, q *search.Query) (*searchPlan, error) 
 		}
 		var n int
 		probe := conds[i].set.wrap("SELECT count(*) FROM (", fmt.Sprintf(" LIMIT %d)", driveProbe))
-		if err := s.queryRow(ctx, probe).Scan(&n); err != nil {
+		var err error
+		if conds[i].rank == 0 {
+			// A reference or an id: its values rarely repeat between
+			// writes (every patient of a portal), so not worth a place
+			// in the count cache.
+			err = s.queryRow(ctx, probe).Scan(&n)
+		} else {
+			// A code, a string, a range: the same few come back with every
+			// patient (category=laboratory, date=ge2020), each a thousand
+			// index rows to count: counted once per write (Store.counts).
+			n, err = s.count(ctx, probe)
+		}
+		if err != nil {
 			return nil, fmt.Errorf("sqlite: search: %w", s.mapErr(ctx, err))
 		}
 		if n < best {
