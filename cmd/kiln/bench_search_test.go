@@ -188,6 +188,7 @@ func BenchmarkSearch1M(b *testing.B) {
 
 	b.ReportMetric(0, "ns/op") // fixed-time phases: ns/op means nothing
 	b.ReportMetric(baseline.Rate(), "baseline-req/s")
+	b.ReportMetric(baseline.cpuPerRequest(), "baseline-server-cpu-µs")
 	var missed []string
 	for _, o := range results {
 		ratio := o.Rate() / baseline.Rate()
@@ -196,6 +197,7 @@ func BenchmarkSearch1M(b *testing.B) {
 		b.ReportMetric(p99, o.name+"-p99-ms")
 		b.ReportMetric(o.Rate(), o.name+"-req/s")
 		b.ReportMetric(ratio, o.name+"/baseline")
+		b.ReportMetric(o.cpuPerRequest(), o.name+"-server-cpu-µs")
 		if o.cold > 0 {
 			b.ReportMetric(ms(o.cold), o.name+"-cold-ms")
 		}

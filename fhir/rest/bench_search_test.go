@@ -2,16 +2,20 @@ package rest_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/kiln-fhir/kiln/conformance/synthea"
+	"github.com/kiln-fhir/kiln/fhir/rest"
+	"github.com/kiln-fhir/kiln/store/sqlite"
 )
 
 // BenchmarkSearchPatient runs the single-patient searches of issue 3's
@@ -24,7 +28,16 @@ func BenchmarkSearchPatient(b *testing.B) {
 	if err != nil || len(files) == 0 {
 		b.Fatalf("no Synthea bundles: %v", err)
 	}
-	srv := benchServer(b)
+	// As kiln serve runs it: with the read cache (and the count cache and
+	// params snapshot that come with it).
+	db, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(b.TempDir(), "kiln.db"), CacheBytes: 64 << 20})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { db.Close() })
+	srv := httptest.NewServer(rest.New(rest.Config{}, db))
+	b.Cleanup(srv.Close)
+	srv.Client().Transport.(*http.Transport).MaxIdleConnsPerHost = 8
 	client := srv.Client()
 	for range 4 {
 		for _, f := range files {
