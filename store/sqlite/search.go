@@ -303,15 +303,20 @@ func (s *Store) plan(ctx context.Context, q *search.Query) (*searchPlan, error) 
 		}
 	}
 	slices.SortStableFunc(drivable, func(a, b int) int { return conds[a].rank - conds[b].rank })
-	if len(drivable) == 1 {
+	if len(drivable) == 1 || s.othersBroad(conds, drivable) {
+		// Alone, or the first ranked (a patient's reference) against
+		// clauses already known to reach driveProbe: it drives whatever
+		// its own count, which is left unknown (best), as for a lone
+		// clause.
 		driver = drivable[0]
+		drivable = drivable[:1]
 	}
 	for _, i := range drivable {
 		if len(drivable) == 1 {
 			break
 		}
 		var n int
-		probe := conds[i].set.wrap("SELECT count(*) FROM (", fmt.Sprintf(" LIMIT %d)", driveProbe))
+		probe := driveProbeOf(conds[i])
 		var err error
 		if conds[i].rank == 0 {
 			// A reference or an id: its values rarely repeat between
@@ -340,8 +345,7 @@ func (s *Store) plan(ctx context.Context, q *search.Query) (*searchPlan, error) 
 		// Counted through the count cache: a broad clause is asked for
 		// again and again (a portal's category list), where a patient's
 		// clauses rarely repeat between writes.
-		probe := conds[driver].set.wrap("SELECT count(*) FROM (", fmt.Sprintf(" LIMIT %d)", driveProbe))
-		n, err := s.count(ctx, probe)
+		n, err := s.count(ctx, driveProbeOf(conds[driver]))
 		if err != nil {
 			return nil, fmt.Errorf("sqlite: search: %w", s.mapErr(ctx, err))
 		}
@@ -514,6 +518,29 @@ func (s *Store) plan(ctx context.Context, q *search.Query) (*searchPlan, error) 
 		plan.fallback = &page
 	}
 	return plan, nil
+}
+
+// driveProbeOf counts cd's driving set up to driveProbe rows.
+func driveProbeOf(cd cond) frag {
+	return cd.set.wrap("SELECT count(*) FROM (", fmt.Sprintf(" LIMIT %d)", driveProbe))
+}
+
+// othersBroad reports whether every driving candidate after the first
+// (drivable is in rank order) is known, from the count cache, to reach
+// driveProbe rows: then the first drives whatever it counts (a tie goes
+// to the first too), and probing it would be a statement for nothing.
+func (s *Store) othersBroad(conds []cond, drivable []int) bool {
+	if s.cache == nil || len(drivable) < 2 {
+		return false
+	}
+	gen := s.cache.writes.Load()
+	for _, i := range drivable[1:] {
+		n, ok := s.cache.counts.get(countKey(driveProbeOf(conds[i])), gen)
+		if !ok || len(n) != 1 || n[0] < driveProbe {
+			return false
+		}
+	}
+	return true
 }
 
 // windowFactor: a bounded walk of the type (windowWalk) reads this many
