@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -94,8 +95,17 @@ func TestSearchCountCache(t *testing.T) {
 			}
 			if cached {
 				// The repeated totals were answered without counting again.
-				if n := len(s.cache.counts.m); n == 0 {
+				n := len(s.cache.counts.m)
+				if n == 0 {
 					t.Error("no total was cached")
+				}
+				// A query longer than countKeyMax is counted, not kept.
+				long := strings.Repeat("x", countKeyMax)
+				if got := total("Observation", "status", long, 0); got != 0 {
+					t.Errorf("status=%.10s…: total %d, want 0", long, got)
+				}
+				if m := len(s.cache.counts.m); m != n {
+					t.Errorf("a %d-byte query left %d counts kept, want %d", len(long), m, n)
 				}
 			}
 		})

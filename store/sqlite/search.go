@@ -139,6 +139,12 @@ func (s *Store) counts(ctx context.Context, f frag, n int) ([]int, error) {
 	}
 	gen := s.cache.writes.Load() // before the count reads anything
 	key := countKey(f)
+	if len(key) > countKeyMax {
+		// A query this long (a POSTed form can carry megabytes of
+		// values) is counted every time rather than held.
+		err := s.queryRow(ctx, f).Scan(dest...)
+		return vals, err
+	}
 	if got, ok := s.cache.counts.get(key, gen); ok && len(got) == n {
 		return got, nil
 	}
@@ -148,6 +154,10 @@ func (s *Store) counts(ctx context.Context, f frag, n int) ([]int, error) {
 	s.cache.counts.put(key, gen, vals)
 	return vals, nil
 }
+
+// countKeyMax bounds the key of a kept count, so that the count cache
+// holds at most countCacheSize × countKeyMax bytes of keys.
+const countKeyMax = 16 << 10
 
 // countKey is a statement and its values as one string, each value
 // tagged with its type and strings with their length, so that no two
@@ -411,7 +421,7 @@ func (s *Store) plan(ctx context.Context, q *search.Query) (*searchPlan, error) 
 	// The count keeps the IN form.
 	from, pageFilter := frag{sql: "current AS c"}, filter
 	cols := []frag{{sql: "c.rid AS rid"}}
-	var fallback *frag // the gathering page, when from is a bounded walk
+	bounded := false // from is a bounded walk of the type: fall back to gathering
 	switch {
 	case driver >= 0 && conds[driver].walk != nil && best >= driveProbe && len(plan.keys) == 0:
 		var seek frag
@@ -430,7 +440,7 @@ func (s *Store) plan(ctx context.Context, q *search.Query) (*searchPlan, error) 
 		from = windowWalk(types[0], after, q.Count)
 		// Every clause is a test of the row, the driver's too.
 		pageFilter = joinFrags(" AND ", append([]frag{conds[driver].pred}, where[1:]...))
-		fallback = &frag{}
+		bounded = true
 	}
 	var order, outerOrder []string
 	type term struct {
@@ -464,10 +474,6 @@ func (s *Store) plan(ctx context.Context, q *search.Query) (*searchPlan, error) 
 	order = append(order, "rid")
 	outerOrder = append(outerOrder, "p.rid")
 	inner := joinFrags(", ", cols).wrap("SELECT ", " FROM ").append(from).append(frag{sql: " WHERE "}).append(pageFilter)
-	if fallback != nil {
-		gather := joinFrags(", ", cols).wrap("SELECT ", " FROM current AS c WHERE ").append(filter)
-		fallback = &gather
-	}
 
 	windowWhere := frag{sql: "1"}
 	if plan.cursor != nil {
@@ -513,9 +519,9 @@ func (s *Store) plan(ctx context.Context, q *search.Query) (*searchPlan, error) 
 				strings.Join(outerOrder, ", "))
 	}
 	plan.page = pageOf(inner)
-	if fallback != nil {
-		page := pageOf(*fallback)
-		plan.fallback = &page
+	if bounded {
+		gather := pageOf(joinFrags(", ", cols).wrap("SELECT ", " FROM current AS c WHERE ").append(filter))
+		plan.fallback = &gather
 	}
 	return plan, nil
 }
@@ -1712,10 +1718,12 @@ func (p *paramSnapshot) kinds(types []string, name string) []kindPids {
 	return out
 }
 
-// With the read cache on, the check is skipped while no write has been
-// acknowledged since the snapshot was taken (readCache.writes): params
-// rows are added only by the writer of this process, so none can have
-// been added that a caller knows of. That saves a statement per search.
+// paramSnapshot returns the params snapshot, reloaded when max(pid)
+// moved. With the read cache on, that check is skipped while no write
+// has been acknowledged since the snapshot was taken (readCache.writes):
+// params rows are added only by the writer of this process, so none can
+// have been added that a caller knows of. That saves a statement per
+// search.
 func (s *Store) paramSnapshot(ctx context.Context) (*paramSnapshot, error) {
 	var gen uint64
 	if s.cache != nil {
