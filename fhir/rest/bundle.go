@@ -104,8 +104,22 @@ func (b *bundle) write(w http.ResponseWriter, r *http.Request) error {
 	for _, e := range b.Entry {
 		touch(r.Context(), e.Resource)
 	}
-	writeJSON(w, r, http.StatusOK, b.appendJSON(nil))
+	writeJSON(w, r, http.StatusOK, b.appendJSON(make([]byte, 0, b.sizeHint())))
 	return nil
+}
+
+// sizeHint is about the length of the bundle's JSON, a little more, so
+// that appendJSON fills one buffer instead of growing it (and copying
+// every resource again) as a page of resources goes in.
+func (b *bundle) sizeHint() int {
+	n := 256
+	for _, l := range b.Link {
+		n += len(l.URL) + 32
+	}
+	for i := range b.Entry {
+		n += len(b.Entry[i].Resource) + len(b.Entry[i].FullURL) + 192
+	}
+	return n
 }
 
 // appendJSON appends the bundle's JSON to dst: what encoding/json would

@@ -62,3 +62,30 @@ func TestBundleJSON(t *testing.T) {
 		}
 	}
 }
+
+// TestBundleSizeHint: a search page's JSON fits the buffer sizeHint
+// sizes (no growth and copy of every resource while it is written), in
+// every shape the server writes without escapes to expand.
+func TestBundleSizeHint(t *testing.T) {
+	total := 3
+	res := json.RawMessage(`{"resourceType":"Observation","id":"o1","status":"final","code":{"text":"x"}}`)
+	for _, n := range []int{0, 1, 50, 1000} {
+		b := newBundle("searchset", time.Unix(0, 0))
+		b.Total = &total
+		b.Link = []bundleLink{{"self", "http://localhost:8080/fhir/Observation?patient=p1&category=laboratory"},
+			{"next", "http://localhost:8080/fhir/Observation?patient=p1&category=laboratory&_page=AbCdEfGhIjKlMnOpQrStUvWxYz0123456789"}}
+		for i := range n {
+			e := bundleEntry{FullURL: "http://localhost:8080/fhir/Observation/0123456789abcdef0123456789abcdef", Resource: res,
+				Search: &entrySearch{Mode: "match"}}
+			if i%2 == 1 {
+				e.Response = &entryResponse{Status: "201 Created", Location: "Observation/o1/_history/1", Etag: `W/"1"`,
+					LastModified: "2024-01-01T00:00:00.000000Z"}
+				e.Request = &entryRequest{"POST", "Observation"}
+			}
+			b.Entry = append(b.Entry, e)
+		}
+		if got, hint := len(b.appendJSON(nil)), b.sizeHint(); got > hint {
+			t.Errorf("%d entries: %d bytes, sizeHint %d", n, got, hint)
+		}
+	}
+}

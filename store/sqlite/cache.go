@@ -59,6 +59,15 @@ type readCache struct {
 	gens    [cacheStripes]uint64
 
 	hits, misses atomic.Int64
+
+	// writes counts the writer's answered calls (invalidate runs once per
+	// call, reindex calls included, after COMMIT and before the caller
+	// hears back). While it has not moved, nothing this process committed
+	// has been acknowledged since, and with the cache on no other process
+	// writes the file: what a search derived from the data then (the
+	// params snapshot, a count) is still what a caller may observe.
+	writes atomic.Uint64
+	counts countCache
 }
 
 func newReadCache(maxBytes int64) *readCache {
@@ -112,6 +121,7 @@ func (c *readCache) put(res store.Resource, gen uint64) {
 // invalidate drops the entries of the changed resources and moves their
 // generations, so that no read begun before the commit fills them again.
 func (c *readCache) invalidate(changes []store.Change) {
+	c.writes.Add(1)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, ch := range changes {
@@ -136,4 +146,60 @@ func (s *Store) CacheStats() (hits, misses int64) {
 		return 0, 0
 	}
 	return s.cache.hits.Load(), s.cache.misses.Load()
+}
+
+// countCache keeps the totals of recent searches (search.go), each valid
+// only while readCache.writes has not moved since before it was counted:
+// a total served from it is exact for the data as of the last
+// acknowledged write, like a count run now. Bounded in entries; a write
+// makes every entry stale at once, and stale entries are replaced as
+// their queries come back.
+type countCache struct {
+	mu sync.Mutex
+	m  map[string]countEntry
+}
+
+type countEntry struct {
+	gen  uint64
+	vals []int
+}
+
+// countCacheSize bounds the totals kept: a server sees few distinct
+// expensive totals between two writes.
+const countCacheSize = 256
+
+// get returns the cached total of key if no write was acknowledged since
+// it was counted.
+func (c *countCache) get(key string, gen uint64) ([]int, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[key]
+	if !ok || e.gen != gen {
+		return nil, false
+	}
+	return e.vals, true
+}
+
+// put keeps the counts vals, counted after the write generation was gen.
+func (c *countCache) put(key string, gen uint64, vals []int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[string]countEntry{}
+	}
+	if _, ok := c.m[key]; !ok && len(c.m) >= countCacheSize {
+		// Full: drop the stale entries, or, if none is, any one.
+		for k, e := range c.m {
+			if e.gen != gen {
+				delete(c.m, k)
+			}
+		}
+		for k := range c.m {
+			if len(c.m) < countCacheSize {
+				break
+			}
+			delete(c.m, k)
+		}
+	}
+	c.m[key] = countEntry{gen: gen, vals: vals}
 }

@@ -91,7 +91,7 @@ func (s *Store) Search(ctx context.Context, q *search.Query) (store.SearchPage, 
 		count = &plan.estimate
 	}
 	if count != nil {
-		if err := s.queryRow(ctx, *count).Scan(&page.Total); err != nil {
+		if page.Total, err = s.count(ctx, *count); err != nil {
 			return store.SearchPage{}, fmt.Errorf("sqlite: search: count: %w", s.mapErr(ctx, err))
 		}
 	}
@@ -111,41 +111,92 @@ func (s *Store) Search(ctx context.Context, q *search.Query) (store.SearchPage, 
 	return page, nil
 }
 
+// count runs a count statement, or, with the read cache on, answers
+// from the totals counted since the last acknowledged write (countCache):
+// the same statement over the same data counts the same. A count over
+// hundreds of thousands of index rows takes the better part of a second
+// in pure-Go SQLite; a portal repeating a total between writes pays that
+// once.
+func (s *Store) count(ctx context.Context, f frag) (int, error) {
+	n, err := s.counts(ctx, f, 1)
+	if err != nil {
+		return 0, err
+	}
+	return n[0], nil
+}
+
+// counts is count for a statement of n count columns (its row scanned
+// into n ints).
+func (s *Store) counts(ctx context.Context, f frag, n int) ([]int, error) {
+	vals := make([]int, n)
+	dest := make([]any, n)
+	for i := range vals {
+		dest[i] = &vals[i]
+	}
+	if s.cache == nil {
+		err := s.queryRow(ctx, f).Scan(dest...)
+		return vals, err
+	}
+	gen := s.cache.writes.Load() // before the count reads anything
+	key := countKey(f)
+	if len(key) > countKeyMax {
+		// A query this long (a POSTed form can carry megabytes of
+		// values) is counted every time rather than held.
+		err := s.queryRow(ctx, f).Scan(dest...)
+		return vals, err
+	}
+	if got, ok := s.cache.counts.get(key, gen); ok && len(got) == n {
+		return got, nil
+	}
+	if err := s.queryRow(ctx, f).Scan(dest...); err != nil {
+		return nil, err
+	}
+	s.cache.counts.put(key, gen, vals)
+	return vals, nil
+}
+
+// countKeyMax bounds the key of a kept count, so that the count cache
+// holds at most countCacheSize × countKeyMax bytes of keys.
+const countKeyMax = 16 << 10
+
+// countKey is a statement and its values as one string, each value
+// tagged with its type and strings with their length, so that no two
+// different statements share a key.
+func countKey(f frag) string {
+	b := binary.AppendUvarint(nil, uint64(len(f.sql)))
+	b = append(b, f.sql...)
+	for _, a := range f.args {
+		switch v := a.(type) {
+		case int64:
+			b = binary.AppendVarint(append(b, tagInt), v)
+		case int:
+			b = binary.AppendVarint(append(b, tagInt), int64(v))
+		case float64:
+			b = binary.BigEndian.AppendUint64(append(b, tagFloat), math.Float64bits(v))
+		case string:
+			b = binary.AppendUvarint(append(b, tagText), uint64(len(v)))
+			b = append(b, v...)
+		default:
+			b = fmt.Appendf(append(b, tagNull), "%T:%#v;", v, v)
+		}
+	}
+	return string(b)
+}
+
 // fetch runs the page statement: up to count matches, with the cursors
 // of the pages before and after them (nil where there is none). The page
 // statement reads count+1 rows next to the cursor, in page order: the
 // extra row, when there is one, is the last going forward and the first
 // going backward (plan), and says that more follow that way.
 func (s *Store) fetch(ctx context.Context, plan *searchPlan, count int) (matches []store.Resource, prev, next *cursorPos, err error) {
-	rows, err := s.query(ctx, plan.page)
+	matches, pos, err := s.pageRows(ctx, plan, plan.page)
+	if err == nil && plan.fallback != nil && len(matches) <= count {
+		// The window walked held too few matches to fill the page: the
+		// page is not known to be complete, so gather it (plan).
+		matches, pos, err = s.pageRows(ctx, plan, *plan.fallback)
+	}
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("sqlite: search: %w", s.mapErr(ctx, err))
-	}
-	defer rows.Close()
-	var (
-		rid, lu int64
-		keys    = make([]any, len(plan.keys))
-		pos     []cursorPos
-		r       store.Resource
-		method  string
-		dest    = []any{&rid}
-	)
-	for i := range keys {
-		dest = append(dest, &keys[i])
-	}
-	dest = append(dest, &r.Type, &r.ID, &r.Version, &lu, &method, &r.Body)
-	for rows.Next() {
-		r = store.Resource{}
-		if err := rows.Scan(dest...); err != nil {
-			return nil, nil, nil, fmt.Errorf("sqlite: search: %w", s.mapErr(ctx, err))
-		}
-		r.LastUpdated = time.UnixMicro(lu).UTC()
-		r.Method = store.Method(method)
-		matches = append(matches, r)
-		pos = append(pos, cursorPos{rid: rid, keys: slices.Clone(keys)})
-	}
-	if err := rows.Err(); err != nil {
-		return nil, nil, nil, fmt.Errorf("sqlite: search: %w", s.mapErr(ctx, err))
+		return nil, nil, nil, err
 	}
 	back := plan.cursor != nil && plan.cursor.back
 	more := len(matches) > count
@@ -171,9 +222,49 @@ func (s *Store) fetch(ctx context.Context, plan *searchPlan, count int) (matches
 	return matches, prev, next, nil
 }
 
+// pageRows runs a page statement of plan: the matches and their positions.
+func (s *Store) pageRows(ctx context.Context, plan *searchPlan, page frag) ([]store.Resource, []cursorPos, error) {
+	rows, err := s.query(ctx, page)
+	if err != nil {
+		return nil, nil, fmt.Errorf("sqlite: search: %w", s.mapErr(ctx, err))
+	}
+	defer rows.Close()
+	var (
+		rid, lu int64
+		keys    = make([]any, len(plan.keys))
+		matches []store.Resource
+		pos     []cursorPos
+		r       store.Resource
+		method  string
+		dest    = []any{&rid}
+	)
+	for i := range keys {
+		dest = append(dest, &keys[i])
+	}
+	dest = append(dest, &r.Type, &r.ID, &r.Version, &lu, &method, &r.Body)
+	for rows.Next() {
+		r = store.Resource{}
+		if err := rows.Scan(dest...); err != nil {
+			return nil, nil, fmt.Errorf("sqlite: search: %w", s.mapErr(ctx, err))
+		}
+		r.LastUpdated = time.UnixMicro(lu).UTC()
+		r.Method = store.Method(method)
+		matches = append(matches, r)
+		pos = append(pos, cursorPos{rid: rid, keys: slices.Clone(keys)})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, fmt.Errorf("sqlite: search: %w", s.mapErr(ctx, err))
+	}
+	return matches, pos, nil
+}
+
 // searchPlan is a compiled query.
 type searchPlan struct {
 	page, count frag
+	// fallback, when set, is the page gathered from the driving set, for
+	// when page (a bounded walk of the type: windowWalk) found no more
+	// than count matches.
+	fallback    *frag
 	estimate    frag // count, or a cheaper upper bound of it
 	keys        []sortKey
 	cursor      *cursorPos // the position the page starts after; nil on the first page
@@ -222,16 +313,33 @@ func (s *Store) plan(ctx context.Context, q *search.Query) (*searchPlan, error) 
 		}
 	}
 	slices.SortStableFunc(drivable, func(a, b int) int { return conds[a].rank - conds[b].rank })
-	if len(drivable) == 1 {
+	if len(drivable) == 1 || s.othersBroad(conds, drivable) {
+		// Alone, or the first ranked (a patient's reference) against
+		// clauses already known to reach driveProbe: it drives whatever
+		// its own count, which is left unknown (best), as for a lone
+		// clause.
 		driver = drivable[0]
+		drivable = drivable[:1]
 	}
 	for _, i := range drivable {
 		if len(drivable) == 1 {
 			break
 		}
 		var n int
-		probe := conds[i].set.wrap("SELECT count(*) FROM (", fmt.Sprintf(" LIMIT %d)", driveProbe))
-		if err := s.queryRow(ctx, probe).Scan(&n); err != nil {
+		probe := driveProbeOf(conds[i])
+		var err error
+		if conds[i].rank == 0 {
+			// A reference or an id: its values rarely repeat between
+			// writes (every patient of a portal), so not worth a place
+			// in the count cache.
+			err = s.queryRow(ctx, probe).Scan(&n)
+		} else {
+			// A code, a string, a range: the same few come back with every
+			// patient (category=laboratory, date=ge2020), each a thousand
+			// index rows to count: counted once per write (Store.counts).
+			n, err = s.count(ctx, probe)
+		}
+		if err != nil {
 			return nil, fmt.Errorf("sqlite: search: %w", s.mapErr(ctx, err))
 		}
 		if n < best {
@@ -240,6 +348,18 @@ func (s *Store) plan(ctx context.Context, q *search.Query) (*searchPlan, error) 
 		if n <= driveEnough {
 			break // small enough: probing the others costs more than it could save
 		}
+	}
+	// A broad clause alone (a code without its system, a range) is
+	// measured too when the page might walk the type instead (windowWalk).
+	if len(drivable) == 1 && windowable(conds[driver], q, types) {
+		// Counted through the count cache: a broad clause is asked for
+		// again and again (a portal's category list), where a patient's
+		// clauses rarely repeat between writes.
+		n, err := s.count(ctx, driveProbeOf(conds[driver]))
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: search: %w", s.mapErr(ctx, err))
+		}
+		best = n
 	}
 
 	var where []frag
@@ -299,15 +419,28 @@ func (s *Store) plan(ctx context.Context, q *search.Query) (*searchPlan, error) 
 	// set is large (its probe reached driveProbe, or it was not probed)
 	// and the page can stop early (no _sort, which ranks every match).
 	// The count keeps the IN form.
-	from, pageFilter := "current AS c", filter
+	from, pageFilter := frag{sql: "current AS c"}, filter
 	cols := []frag{{sql: "c.rid AS rid"}}
-	if driver >= 0 && conds[driver].walk != nil && best >= driveProbe && len(plan.keys) == 0 {
+	bounded := false // from is a bounded walk of the type: fall back to gathering
+	switch {
+	case driver >= 0 && conds[driver].walk != nil && best >= driveProbe && len(plan.keys) == 0:
 		var seek frag
-		from, seek = conds[driver].walk.walk()
+		var walk string
+		walk, seek = conds[driver].walk.walk()
+		from = frag{sql: walk}
 		pageFilter = joinFrags(" AND ", append([]frag{seek}, where[1:]...))
 		// x.rid, not c.rid: the planner sees that the walk delivers it
 		// in order and needs no sort for ORDER BY rid.
 		cols[0] = frag{sql: "x.rid AS rid"}
+	case driver >= 0 && best >= driveProbe && windowable(conds[driver], q, types) && (plan.cursor == nil || !plan.cursor.back):
+		var after *int64
+		if plan.cursor != nil {
+			after = &plan.cursor.rid
+		}
+		from = windowWalk(types[0], after, q.Count)
+		// Every clause is a test of the row, the driver's too.
+		pageFilter = joinFrags(" AND ", append([]frag{conds[driver].pred}, where[1:]...))
+		bounded = true
 	}
 	var order, outerOrder []string
 	type term struct {
@@ -340,7 +473,7 @@ func (s *Store) plan(ctx context.Context, q *search.Query) (*searchPlan, error) 
 	}
 	order = append(order, "rid")
 	outerOrder = append(outerOrder, "p.rid")
-	inner := joinFrags(", ", cols).wrap("SELECT ", " FROM "+from+" WHERE ").append(pageFilter)
+	inner := joinFrags(", ", cols).wrap("SELECT ", " FROM ").append(from).append(frag{sql: " WHERE "}).append(pageFilter)
 
 	windowWhere := frag{sql: "1"}
 	if plan.cursor != nil {
@@ -378,12 +511,79 @@ func (s *Store) plan(ctx context.Context, q *search.Query) (*searchPlan, error) 
 			}
 		}
 	}
-	window := inner.wrap("SELECT * FROM (", ") WHERE ").append(windowWhere).
-		append(frag{" ORDER BY " + strings.Join(order, ", ") + " LIMIT ?", []any{q.Count + 1}})
-	plan.page = window.wrap("SELECT "+keyCols+", c.type, c.id, c.version, c.last_updated, v.method, v.body FROM (",
-		") AS p CROSS JOIN current AS c ON c.rid = p.rid CROSS JOIN versions AS v ON v.seq = c.seq ORDER BY "+
-			strings.Join(outerOrder, ", "))
+	pageOf := func(inner frag) frag {
+		window := inner.wrap("SELECT * FROM (", ") WHERE ").append(windowWhere).
+			append(frag{" ORDER BY " + strings.Join(order, ", ") + " LIMIT ?", []any{q.Count + 1}})
+		return window.wrap("SELECT "+keyCols+", c.type, c.id, c.version, c.last_updated, v.method, v.body FROM (",
+			") AS p CROSS JOIN current AS c ON c.rid = p.rid CROSS JOIN versions AS v ON v.seq = c.seq ORDER BY "+
+				strings.Join(outerOrder, ", "))
+	}
+	plan.page = pageOf(inner)
+	if bounded {
+		gather := pageOf(joinFrags(", ", cols).wrap("SELECT ", " FROM current AS c WHERE ").append(filter))
+		plan.fallback = &gather
+	}
 	return plan, nil
+}
+
+// driveProbeOf counts cd's driving set up to driveProbe rows.
+func driveProbeOf(cd cond) frag {
+	return cd.set.wrap("SELECT count(*) FROM (", fmt.Sprintf(" LIMIT %d)", driveProbe))
+}
+
+// othersBroad reports whether every driving candidate after the first
+// (drivable is in rank order) is known, from the count cache, to reach
+// driveProbe rows: then the first drives whatever it counts (a tie goes
+// to the first too), and probing it would be a statement for nothing.
+func (s *Store) othersBroad(conds []cond, drivable []int) bool {
+	if s.cache == nil || len(drivable) < 2 {
+		return false
+	}
+	gen := s.cache.writes.Load()
+	for _, i := range drivable[1:] {
+		n, ok := s.cache.counts.get(countKey(driveProbeOf(conds[i])), gen)
+		if !ok || len(n) != 1 || n[0] < driveProbe {
+			return false
+		}
+	}
+	return true
+}
+
+// windowFactor: a bounded walk of the type (windowWalk) reads this many
+// resources per match the page needs, at most windowMax: it fills the
+// page when at least one resource in windowFactor matches.
+const (
+	windowFactor = 20
+	windowMax    = 5000
+)
+
+// windowable reports whether the page of a query driven by cd alone
+// might walk the type (windowWalk): a clause that cannot be walked in rid
+// order through its own rows (a code without its system, a range, a
+// composite; not a string, whose matches are few, nor a _has, which has
+// its own walk: ordered.go), one type, no _sort.
+func windowable(cd cond, q *search.Query, types []string) bool {
+	return cd.set != nil && cd.walk == nil && cd.probe == nil && cd.rank != 2 && cd.rank >= 1 &&
+		q.Count > 0 && len(q.Sort) == 0 && len(types) == 1
+}
+
+// windowWalk is the FROM of a page that walks the type's live resources
+// in rid order (current_type), after the cursor's rid when there is one,
+// at most windowFactor per match the page needs, testing every clause on
+// each (the current row aliased c). A clause with thousands of matches
+// (category=laboratory: 40% of a million resources' Observations) is
+// gathered whole by the usual `c.rid IN (set)`, hundreds of milliseconds
+// for a page of ten; when its matches are dense the walk fills the page
+// after a few dozen probes. When it does not fill the page the matches
+// may continue past the window, so the page is gathered after all
+// (searchPlan.fallback): a sparse clause pays the walk in vain.
+func windowWalk(typ string, after *int64, count int) frag {
+	f := frag{"(SELECT t.rid FROM current AS t INDEXED BY current_type WHERE t.type = ? AND t.deleted = 0", []any{typ}}
+	if after != nil {
+		f = f.append(frag{" AND t.rid > ?", []any{*after}})
+	}
+	return f.append(frag{" ORDER BY t.rid LIMIT ?) AS w CROSS JOIN current AS c ON c.rid = w.rid",
+		[]any{min(windowMax, windowFactor*(count+1))}})
 }
 
 // frag is a piece of SQL and the values of its placeholders, in order.
@@ -1472,6 +1672,10 @@ type paramSnapshot struct {
 	max    int64
 	byName map[string][]paramRow
 	types  []string // every type with a params row: every type ever written
+	// gen is readCache.writes before the snapshot was read; cached says
+	// there is a read cache and gen is set.
+	gen    uint64
+	cached bool
 }
 
 type paramRow struct {
@@ -1514,12 +1718,31 @@ func (p *paramSnapshot) kinds(types []string, name string) []kindPids {
 	return out
 }
 
+// paramSnapshot returns the params snapshot, reloaded when max(pid)
+// moved. With the read cache on, that check is skipped while no write
+// has been acknowledged since the snapshot was taken (readCache.writes):
+// params rows are added only by the writer of this process, so none can
+// have been added that a caller knows of. That saves a statement per
+// search.
 func (s *Store) paramSnapshot(ctx context.Context) (*paramSnapshot, error) {
+	var gen uint64
+	if s.cache != nil {
+		gen = s.cache.writes.Load()
+		if p := s.params.Load(); p != nil && p.cached && p.gen == gen {
+			return p, nil
+		}
+	}
 	var maxPid int64
 	if err := s.maxPidStmt.QueryRowContext(ctx).Scan(&maxPid); err != nil {
 		return nil, err
 	}
 	if p := s.params.Load(); p != nil && p.max == maxPid {
+		if s.cache != nil && (!p.cached || p.gen != gen) {
+			// Still true as of gen: a copy says so for the next search.
+			q := *p
+			q.gen, q.cached = gen, true
+			s.params.Store(&q)
+		}
 		return p, nil
 	}
 	rows, err := s.rdb.QueryContext(ctx, `SELECT pid, type, name, kind FROM params`)
@@ -1527,7 +1750,7 @@ func (s *Store) paramSnapshot(ctx context.Context) (*paramSnapshot, error) {
 		return nil, err
 	}
 	defer rows.Close()
-	p := &paramSnapshot{byName: map[string][]paramRow{}}
+	p := &paramSnapshot{byName: map[string][]paramRow{}, gen: gen, cached: s.cache != nil}
 	seen := map[string]bool{}
 	for rows.Next() {
 		var r paramRow

@@ -118,7 +118,7 @@ func TestSearchPlans(t *testing.T) {
 	}
 }
 
-func explainArgs(t *testing.T, s *Store, f frag) string {
+func explainArgs(t testing.TB, s *Store, f frag) string {
 	t.Helper()
 	rows, err := s.rdb.Query("EXPLAIN QUERY PLAN "+f.sql, f.args...)
 	if err != nil {

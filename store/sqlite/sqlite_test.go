@@ -324,7 +324,7 @@ func TestSettings(t *testing.T) {
 		{"writer", "busy_timeout", pragma(s.w.conn, "busy_timeout"), "5000"},
 		{"writer", "cache_size", pragma(s.w.conn, "cache_size"), "-65536"},
 		{"reader", "query_only", pragma(s.rdb, "query_only"), "1"},
-		{"reader", "mmap_size", pragma(s.rdb, "mmap_size"), "1073741824"},
+		{"reader", "mmap_size", pragma(s.rdb, "mmap_size"), fmt.Sprint(maxMmap)},
 	} {
 		if c.got != c.want {
 			t.Errorf("%s PRAGMA %s = %s, want %s", c.conn, c.name, c.got, c.want)
