@@ -62,6 +62,35 @@ func componentName(param string, i int) string { return param + "$" + strconv.It
 func ofTypeName(param string) string           { return param + ":of-type" }
 func identifierName(param string) string       { return param + ":identifier" }
 
+// unions are parameters whose index rows would only repeat rows other
+// parameters of the same resource already have, so they are not written
+// and a search reads the rows of their parts instead
+// (paramSnapshot.addUnions). R4 defines each combo-* parameter of
+// Observation as the union of the parameter on Observation and its
+// component- twin (search-parameters.json: combo-code is
+// "Observation.code | Observation.component.code", code is
+// "Observation.code", component-code "Observation.component.code"; the
+// combo composites are based on "Observation | Observation.component" with
+// the same components). They were a third of a Synthea Observation's index
+// rows and of the pages a create dirties. TestUnionsRepeatParts checks the
+// identity on real Observations with the extractor.
+var unions = map[string]map[string][]string{
+	"Observation": {
+		"combo-code":                {"code", "component-code"},
+		"combo-code-value-concept":  {"code-value-concept", "component-code-value-concept"},
+		"combo-code-value-quantity": {"code-value-quantity", "component-code-value-quantity"},
+		"combo-data-absent-reason":  {"data-absent-reason", "component-data-absent-reason"},
+		"combo-value-concept":       {"value-concept", "component-value-concept"},
+		"combo-value-quantity":      {"value-quantity", "component-value-quantity"},
+	},
+}
+
+// isUnion reports whether param of typ is one of unions.
+func isUnion(typ, param string) bool {
+	_, ok := unions[typ][param]
+	return ok
+}
+
 // answeredByCurrent are the parameters search answers from the current
 // table (id, last_updated) rather than from index rows: their entries would
 // repeat what current already holds, on every resource.
@@ -310,7 +339,7 @@ func (ix *indexStmts) write(ctx context.Context, rid int64, typ, id string, entr
 	for i := range entries {
 		e := &entries[i]
 		switch {
-		case answeredByCurrent(e.Param):
+		case answeredByCurrent(e.Param), isUnion(typ, e.Param):
 			continue
 		case e.Type == search.Composite || e.Type == search.Special:
 			// A tuple with a component that has no row of its own (a code
@@ -485,4 +514,36 @@ func (ix *indexStmts) flush(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// addUnions lets each of unions search the rows of its parts: the pids of
+// a part, and of the names derived from it (component$i, :of-type,
+// :identifier), join the union's own, which a file written before unions
+// existed still holds rows under.
+func (p *paramSnapshot) addUnions() {
+	type added struct {
+		name string
+		row  paramRow
+	}
+	var adds []added
+	for typ, params := range unions {
+		for name, parts := range params {
+			for _, part := range parts {
+				for pn, rows := range p.byName {
+					suffix, ok := strings.CutPrefix(pn, part)
+					if !ok || suffix != "" && suffix[0] != '$' && suffix[0] != ':' {
+						continue
+					}
+					for _, r := range rows {
+						if r.typ == typ {
+							adds = append(adds, added{name + suffix, r})
+						}
+					}
+				}
+			}
+		}
+	}
+	for _, a := range adds {
+		p.byName[a.name] = append(p.byName[a.name], a.row)
+	}
 }
