@@ -295,15 +295,19 @@ func (ix *indexStmts) buffers(typ, id string) bool {
 	return ok
 }
 
-// remove deletes every index row of resource rid, stored or buffered.
-// Buffered rows of rid can only be the current call's (the writer flushes
-// before a call that touches a resource with buffered rows), as when one
-// call writes two versions of a resource.
-func (ix *indexStmts) remove(ctx context.Context, rid int64) error {
+// remove deletes every index row of resource typ/id, whose rid is rid,
+// stored or buffered. Buffered rows of it can only be the current call's
+// (the writer flushes before a call that touches a resource with buffered
+// rows), as when one call writes two versions of a resource; only then is
+// the buffer walked.
+func (ix *indexStmts) remove(ctx context.Context, rid int64, typ, id string) error {
 	for _, st := range ix.del {
 		if _, err := st.ExecContext(ctx, rid); err != nil {
 			return err
 		}
+	}
+	if !ix.buffers(typ, id) {
+		return nil
 	}
 	for t := range ix.rows {
 		width, at := len(ixColumns[t]), ridColumn[t]

@@ -78,7 +78,7 @@ func (w *writer) applyReindex(ctx context.Context, c *commitCall) (err, fatal er
 		if current != u.Version || deleted {
 			continue
 		}
-		if err = w.index.remove(ctx, rid); err == nil {
+		if err = w.index.remove(ctx, rid, u.Type, u.ID); err == nil {
 			err = w.index.write(ctx, rid, u.Type, u.ID, u.Index)
 		}
 		if err != nil {

@@ -367,7 +367,7 @@ func (w *writer) applyChange(ctx context.Context, i int, ch store.Change) error 
 	// buffered until the batch's end (index.go) and leave with this
 	// call's savepoint if it rolls back.
 	if exists && !wasDeleted {
-		if err := w.index.remove(ctx, rid); err != nil {
+		if err := w.index.remove(ctx, rid, ch.Type, ch.ID); err != nil {
 			return fmt.Errorf("sqlite: commit %s/%s: index: %w", ch.Type, ch.ID, mapDriverErr(err))
 		}
 	}
