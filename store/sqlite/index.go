@@ -62,6 +62,37 @@ func componentName(param string, i int) string { return param + "$" + strconv.It
 func ofTypeName(param string) string           { return param + ":of-type" }
 func identifierName(param string) string       { return param + ":identifier" }
 
+// unions are parameters whose index rows would only repeat rows other
+// parameters of the same resource already have, so they are not written
+// and a search reads the rows of their parts instead
+// (paramSnapshot.addUnions). R4 defines each combo-* parameter of
+// Observation as the union of the parameter on Observation and its
+// component- twin (search-parameters.json: combo-code is
+// "Observation.code | Observation.component.code", code is
+// "Observation.code", component-code "Observation.component.code"; the
+// combo composites are based on "Observation | Observation.component" with
+// the same components). They were a third of a Synthea Observation's index
+// rows and of the pages a create dirties. TestUnionsRepeatParts checks the
+// identity on real Observations with the extractor; it holds for every
+// registry the server runs, as a custom SearchParameter never replaces a
+// built-in code (fhir/reindex, check).
+var unions = map[string]map[string][]string{
+	"Observation": {
+		"combo-code":                {"code", "component-code"},
+		"combo-code-value-concept":  {"code-value-concept", "component-code-value-concept"},
+		"combo-code-value-quantity": {"code-value-quantity", "component-code-value-quantity"},
+		"combo-data-absent-reason":  {"data-absent-reason", "component-data-absent-reason"},
+		"combo-value-concept":       {"value-concept", "component-value-concept"},
+		"combo-value-quantity":      {"value-quantity", "component-value-quantity"},
+	},
+}
+
+// isUnion reports whether param of typ is one of unions.
+func isUnion(typ, param string) bool {
+	_, ok := unions[typ][param]
+	return ok
+}
+
 // answeredByCurrent are the parameters search answers from the current
 // table (id, last_updated) rather than from index rows: their entries would
 // repeat what current already holds, on every resource.
@@ -115,8 +146,9 @@ var ixColumns = [len(ixTables)][]string{
 // tableIndex is the position of kind's table in ixTables, -1 for none.
 func tableIndex(kind string) int { return slices.Index(ixTables[:], tableOf(kind)) }
 
-// maxRowsPerInsert bounds the rows of one INSERT statement.
-const maxRowsPerInsert = 32
+// maxRowsPerInsert bounds the rows of one INSERT statement (ix_comp's 12
+// columns make 768 parameters, well below SQLite's 32,766).
+const maxRowsPerInsert = 64
 
 // indexStmts writes index rows. It belongs to the writer goroutine: only
 // it uses the statements (prepared on the writer's connection) and the
@@ -135,9 +167,25 @@ type indexStmts struct {
 	pids    map[pkey]int64
 	pending []pkey
 
-	// rows buffers one resource's rows per table, flattened: a resource
-	// costs one INSERT per table it has rows in, not one per row.
-	rows [len(ixTables)][]any
+	// rows buffers the index rows of a whole batch per table, flattened,
+	// until flush: a batch costs one INSERT per table (per
+	// maxRowsPerInsert rows), not one per resource and table. Rows are
+	// only buffered, never read back, so the buffer must not hold rows of
+	// a resource the batch touches again; owners says which resources it
+	// holds rows of, and the writer flushes before a call that touches
+	// one of them (writer.applyCall).
+	rows   [len(ixTables)][]any
+	owners map[ownerKey]struct{}
+}
+
+// ownerKey names a resource whose index rows are buffered.
+type ownerKey struct{ typ, id string }
+
+// ixMark is the state of the buffers at the start of a call, to undo its
+// rows and pids when its savepoint is rolled back.
+type ixMark struct {
+	rows    [len(ixTables)]int
+	pending int
 }
 
 func (ix *indexStmts) prepare(ctx context.Context, conn *sql.Conn) error {
@@ -154,6 +202,7 @@ func (ix *indexStmts) prepare(ctx context.Context, conn *sql.Conn) error {
 	}
 	ix.selectParam, err = conn.PrepareContext(ctx, `SELECT pid FROM params WHERE type = ? AND name = ? AND kind = ?`)
 	ix.pids = map[pkey]int64{}
+	ix.owners = map[ownerKey]struct{}{}
 	return err
 }
 
@@ -213,22 +262,80 @@ func (ix *indexStmts) forget(n int) {
 	ix.pending = ix.pending[:n]
 }
 
-// remove deletes every index row of resource rid.
-func (ix *indexStmts) remove(ctx context.Context, rid int64) error {
+// mark records the buffers' state before a call.
+func (ix *indexStmts) mark() ixMark {
+	m := ixMark{pending: len(ix.pending)}
+	for t := range ix.rows {
+		m.rows[t] = len(ix.rows[t])
+	}
+	return m
+}
+
+// undo drops the rows buffered and the pids created since m: the call's
+// savepoint was rolled back. owners may keep the call's resources, which
+// costs at most an early flush.
+func (ix *indexStmts) undo(m ixMark) {
+	for t := range ix.rows {
+		clear(ix.rows[t][m.rows[t]:])
+		ix.rows[t] = ix.rows[t][:m.rows[t]]
+	}
+	ix.forget(m.pending)
+}
+
+// reset empties the buffers and forgets the transaction's new pids: the
+// whole transaction rolled back.
+func (ix *indexStmts) reset() {
+	ix.undo(ixMark{})
+	clear(ix.owners)
+}
+
+// buffers reports whether rows of typ/id are buffered.
+func (ix *indexStmts) buffers(typ, id string) bool {
+	_, ok := ix.owners[ownerKey{typ, id}]
+	return ok
+}
+
+// remove deletes every index row of resource typ/id, whose rid is rid,
+// stored or buffered. Buffered rows of it can only be the current call's
+// (the writer flushes before a call that touches a resource with buffered
+// rows), as when one call writes two versions of a resource; only then is
+// the buffer walked.
+func (ix *indexStmts) remove(ctx context.Context, rid int64, typ, id string) error {
 	for _, st := range ix.del {
 		if _, err := st.ExecContext(ctx, rid); err != nil {
 			return err
 		}
 	}
+	if !ix.buffers(typ, id) {
+		return nil
+	}
+	for t := range ix.rows {
+		width, at := len(ixColumns[t]), ridColumn[t]
+		kept := ix.rows[t][:0]
+		for row := range slices.Chunk(ix.rows[t], width) {
+			if row[at] != any(rid) {
+				kept = append(kept, row...)
+			}
+		}
+		clear(ix.rows[t][len(kept):])
+		ix.rows[t] = kept
+	}
 	return nil
 }
 
-// write inserts the index rows of entries for resource rid of type typ.
-// Entries with components get a tuple number, unique within the resource.
-func (ix *indexStmts) write(ctx context.Context, rid int64, typ string, entries []search.Entry) error {
-	for t := range ix.rows {
-		ix.rows[t] = ix.rows[t][:0]
+// ridColumn is the position of rid in each table's ixColumns.
+var ridColumn = func() (pos [len(ixTables)]int) {
+	for t, cols := range ixColumns {
+		pos[t] = slices.Index(cols, "rid")
 	}
+	return pos
+}()
+
+// write buffers the index rows of entries for resource typ/id, whose rid
+// is rid, until flush. Entries with components get a tuple number, unique
+// within the resource.
+func (ix *indexStmts) write(ctx context.Context, rid int64, typ, id string, entries []search.Entry) error {
+	ix.owners[ownerKey{typ, id}] = struct{}{}
 	// Registering _id makes every type ever written known to params, which
 	// system-level searches on _id and _lastUpdated enumerate.
 	if _, err := ix.pid(ctx, pkey{typ, "_id", kindToken}); err != nil {
@@ -238,7 +345,7 @@ func (ix *indexStmts) write(ctx context.Context, rid int64, typ string, entries 
 	for i := range entries {
 		e := &entries[i]
 		switch {
-		case answeredByCurrent(e.Param):
+		case answeredByCurrent(e.Param), isUnion(typ, e.Param):
 			continue
 		case e.Type == search.Composite || e.Type == search.Special:
 			// A tuple with a component that has no row of its own (a code
@@ -279,7 +386,7 @@ func (ix *indexStmts) write(ctx context.Context, rid int64, typ string, entries 
 			}
 		}
 	}
-	return ix.flush(ctx)
+	return nil
 }
 
 // hasCode: a token component of a tuple matches on its code or system, not
@@ -387,8 +494,17 @@ func (ix *indexStmts) add(ctx context.Context, k pkey, cols ...any) error {
 	return nil
 }
 
-// flush inserts the buffered rows, up to maxRowsPerInsert per statement.
+// flush inserts the buffered rows, up to maxRowsPerInsert per statement,
+// and empties the buffers. It runs outside any call's savepoint: its
+// failure fails the whole transaction.
 func (ix *indexStmts) flush(ctx context.Context) error {
+	defer func() {
+		for t := range ix.rows {
+			clear(ix.rows[t]) // drop the strings the rows point to
+			ix.rows[t] = ix.rows[t][:0]
+		}
+		clear(ix.owners)
+	}()
 	for t, args := range ix.rows {
 		width := len(ixColumns[t])
 		for len(args) > 0 {
@@ -404,4 +520,36 @@ func (ix *indexStmts) flush(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// addUnions lets each of unions search the rows of its parts: the pids of
+// a part, and of the names derived from it (component$i, :of-type,
+// :identifier), join the union's own, which a file written before unions
+// existed still holds rows under.
+func (p *paramSnapshot) addUnions() {
+	type added struct {
+		name string
+		row  paramRow
+	}
+	var adds []added
+	for typ, params := range unions {
+		for name, parts := range params {
+			for _, part := range parts {
+				for pn, rows := range p.byName {
+					suffix, ok := strings.CutPrefix(pn, part)
+					if !ok || suffix != "" && suffix[0] != '$' && suffix[0] != ':' {
+						continue
+					}
+					for _, r := range rows {
+						if r.typ == typ {
+							adds = append(adds, added{name + suffix, r})
+						}
+					}
+				}
+			}
+		}
+	}
+	for _, a := range adds {
+		p.byName[a.name] = append(p.byName[a.name], a.row)
+	}
 }

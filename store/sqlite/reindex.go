@@ -61,7 +61,7 @@ func (w *writer) applyReindex(ctx context.Context, c *commitCall) (err, fatal er
 	if _, err := w.savepoint.ExecContext(ctx); err != nil {
 		return nil, err
 	}
-	pending := len(w.index.pending)
+	mark := w.index.mark()
 	applied := 0
 	for _, u := range c.reindex {
 		var rid, current int64
@@ -78,8 +78,8 @@ func (w *writer) applyReindex(ctx context.Context, c *commitCall) (err, fatal er
 		if current != u.Version || deleted {
 			continue
 		}
-		if err = w.index.remove(ctx, rid); err == nil {
-			err = w.index.write(ctx, rid, u.Type, u.Index)
+		if err = w.index.remove(ctx, rid, u.Type, u.ID); err == nil {
+			err = w.index.write(ctx, rid, u.Type, u.ID, u.Index)
 		}
 		if err != nil {
 			err = fmt.Errorf("sqlite: reindex %s/%s: %w", u.Type, u.ID, mapDriverErr(err))
@@ -92,7 +92,7 @@ func (w *writer) applyReindex(ctx context.Context, c *commitCall) (err, fatal er
 		if _, rerr := w.rollbackTo.ExecContext(ctx); rerr != nil {
 			return nil, rerr
 		}
-		w.index.forget(pending)
+		w.index.undo(mark)
 	}
 	if _, rerr := w.release.ExecContext(ctx); rerr != nil {
 		return nil, rerr

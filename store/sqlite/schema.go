@@ -71,8 +71,10 @@ var schemaVersion = steps[len(steps)-1].to
 //	name:identifier  token rows of a reference's identifier, for :identifier
 //
 // Each ix_ table holds the entries of current, non-deleted versions only:
-// writer.applyChange replaces a resource's rows in the same savepoint as
-// the version, and a delete removes them. Every table is WITHOUT ROWID
+// writer.applyChange replaces a resource's rows in the same transaction as
+// the version (the new rows buffered until the batch's end, index.go), and
+// a delete removes them. A union parameter (index.go, unions: Observation's
+// combo-*) has no rows of its own: searches read its parts'. Every table is WITHOUT ROWID
 // with its primary key ordered for the seek that answers a clause (pid
 // first, then the compared value, then rid), and one secondary index on
 // (rid, pid) that serves deleting a resource's rows, probing a candidate

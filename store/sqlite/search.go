@@ -1769,6 +1769,7 @@ func (s *Store) paramSnapshot(ctx context.Context) (*paramSnapshot, error) {
 		return nil, err
 	}
 	slices.Sort(p.types)
+	p.addUnions() // index.go
 	s.params.Store(p)
 	return p, nil
 }

@@ -240,7 +240,10 @@ func (w *writer) apply(batch []*commitCall) {
 	for i, c := range live {
 		var err, fatal error
 		if c.reindex != nil {
-			err, fatal = w.applyReindex(ctx, c)
+			// A reindex replaces rows it does not know are buffered.
+			if fatal = w.index.flush(ctx); fatal == nil {
+				err, fatal = w.applyReindex(ctx, c)
+			}
 		} else {
 			err, fatal = w.applyCall(ctx, c.changes)
 		}
@@ -249,15 +252,22 @@ func (w *writer) apply(batch []*commitCall) {
 			// have rolled it back after an I/O error or a full disk):
 			// nothing of this batch was acknowledged, so fail all of it.
 			_, _ = w.rollback.ExecContext(ctx)
-			w.index.forget(0)
+			w.index.reset()
 			answer(fmt.Errorf("sqlite: commit: %w", mapDriverErr(fatal)))
 			return
 		}
 		results[i] = err
 	}
+	// The batch's index rows, buffered by its calls (index.go).
+	if err := w.index.flush(ctx); err != nil {
+		_, _ = w.rollback.ExecContext(ctx)
+		w.index.reset()
+		answer(fmt.Errorf("sqlite: commit: index: %w", mapDriverErr(err)))
+		return
+	}
 	if _, err := w.commit.ExecContext(ctx); err != nil {
 		_, _ = w.rollback.ExecContext(ctx)
-		w.index.forget(0)
+		w.index.reset()
 		answer(fmt.Errorf("sqlite: commit: %w", mapDriverErr(err)))
 		return
 	}
@@ -272,10 +282,22 @@ func (w *writer) apply(batch []*commitCall) {
 // already rolled back to the savepoint); fatal means the whole transaction
 // is broken.
 func (w *writer) applyCall(ctx context.Context, changes []store.Change) (err, fatal error) {
+	// The index rows of earlier calls are buffered (index.go). A call
+	// that touches one of their resources would replace rows it cannot
+	// see, so they are inserted first, outside this call's savepoint: a
+	// rollback of this call must not take them along.
+	for _, ch := range changes {
+		if w.index.buffers(ch.Type, ch.ID) {
+			if err := w.index.flush(ctx); err != nil {
+				return nil, err
+			}
+			break
+		}
+	}
 	if _, err := w.savepoint.ExecContext(ctx); err != nil {
 		return nil, err
 	}
-	pending := len(w.index.pending)
+	mark := w.index.mark()
 	for i, ch := range changes {
 		if err = w.applyChange(ctx, i, ch); err != nil {
 			break
@@ -285,7 +307,7 @@ func (w *writer) applyCall(ctx context.Context, changes []store.Change) (err, fa
 		if _, rerr := w.rollbackTo.ExecContext(ctx); rerr != nil {
 			return nil, rerr
 		}
-		w.index.forget(pending)
+		w.index.undo(mark)
 	}
 	if _, rerr := w.release.ExecContext(ctx); rerr != nil {
 		return nil, rerr
@@ -338,17 +360,19 @@ func (w *writer) applyChange(ctx context.Context, i int, ch store.Change) error 
 	if err != nil {
 		return fmt.Errorf("sqlite: commit %s/%s: %w", ch.Type, ch.ID, mapDriverErr(err))
 	}
-	// The index rows follow the version in the same savepoint, so a
+	// The index rows follow the version in the same transaction, so a
 	// search sees exactly the current versions (design.md, Storage model):
 	// the previous version's rows go (a deleted one has none left), the
-	// new version's come in, a delete leaves none.
+	// new version's come in, a delete leaves none. The new rows are
+	// buffered until the batch's end (index.go) and leave with this
+	// call's savepoint if it rolls back.
 	if exists && !wasDeleted {
-		if err := w.index.remove(ctx, rid); err != nil {
+		if err := w.index.remove(ctx, rid, ch.Type, ch.ID); err != nil {
 			return fmt.Errorf("sqlite: commit %s/%s: index: %w", ch.Type, ch.ID, mapDriverErr(err))
 		}
 	}
 	if !deleted {
-		if err := w.index.write(ctx, rid, ch.Type, ch.Index); err != nil {
+		if err := w.index.write(ctx, rid, ch.Type, ch.ID, ch.Index); err != nil {
 			return fmt.Errorf("sqlite: commit %s/%s: index: %w", ch.Type, ch.ID, mapDriverErr(err))
 		}
 	}
