@@ -43,6 +43,7 @@ func testSearch(t *testing.T, c *Client, opts Options) {
 		{"paging while data changes", testSearchPagingStable},
 		{"tampered paging links", testSearchTamperedLinks},
 		{"previous and first links", testSearchPagingBack},
+		{"POST search continues by GET or POST", testSearchPostPaging},
 		{"ValueSets, CodeSystems and Lists", testSearchResolved},
 		{"every type of a compartment", testSearchCompartmentAll},
 		{"_list in the CapabilityStatement", testListCapability},
