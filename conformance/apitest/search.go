@@ -44,6 +44,7 @@ func testSearch(t *testing.T, c *Client, opts Options) {
 		{"tampered paging links", testSearchTamperedLinks},
 		{"previous and first links", testSearchPagingBack},
 		{"POST search continues by GET or POST", testSearchPostPaging},
+		{"an ambiguous bare id", testSearchAmbiguousID},
 		{"ValueSets, CodeSystems and Lists", testSearchResolved},
 		{"every type of a compartment", testSearchCompartmentAll},
 		{"_list in the CapabilityStatement", testListCapability},

@@ -19,10 +19,14 @@ import (
 // the store sees a query, what it names on this server — ValueSets and
 // CodeSystems for the token modifiers (fhir/terminology), Lists for _list
 // — is read through the store's ordinary interfaces and replaced by plain
-// clauses, so no backend needs terminology or List logic.
+// clauses, so no backend needs terminology or List logic; a bare id that
+// names resources of several target types is refused (ambiguous.go).
 type resolver struct{ a *API }
 
 func (r resolver) Search(ctx context.Context, q *search.Query) (store.SearchPage, error) {
+	if err := r.a.refuseAmbiguous(ctx, q); err != nil {
+		return store.SearchPage{}, err
+	}
 	q, err := terminology.Resolve(ctx, r.a.store, q)
 	if err != nil {
 		return store.SearchPage{}, err
