@@ -45,6 +45,7 @@ func testSearch(t *testing.T, c *Client, opts Options) {
 		{"previous and first links", testSearchPagingBack},
 		{"POST search continues by GET or POST", testSearchPostPaging},
 		{"an ambiguous bare id", testSearchAmbiguousID},
+		{"codes match whatever their case", testSearchTokenCase},
 		{"ValueSets, CodeSystems and Lists", testSearchResolved},
 		{"every type of a compartment", testSearchCompartmentAll},
 		{"_list in the CapabilityStatement", testListCapability},
