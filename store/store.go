@@ -128,10 +128,23 @@ type HistoryQuery struct {
 	// at some instant of [AtStart, AtEnd): written before AtEnd and not
 	// replaced before AtStart (history.html `_at`).
 	AtStart, AtEnd time.Time
+	// Only, when non-nil, keeps the versions of these resources alone
+	// (http.html#history `_list`: the resources a List holds): every
+	// version of an entry whose Version is 0, that version alone of one
+	// whose Version is set. Empty but non-nil selects nothing. The other
+	// bounds (level, Since, At) still apply.
+	Only []VersionRef
 	// Count is the page size (> 0).
 	Count int
 	// Cursor continues a previous page; empty starts at the newest version.
 	Cursor string
+}
+
+// VersionRef names a resource, or one version of it (Version > 0).
+type VersionRef struct {
+	Type    string
+	ID      string
+	Version int64
 }
 
 // HistoryPage is one page of versions, newest first.

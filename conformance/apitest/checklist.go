@@ -37,7 +37,7 @@ func testChecklist(t *testing.T, c *Client, opts Options) {
 		{"B-STR-04 name and address use and period are not searched", checkStringParts},
 		{"B-DT-04 a Timing counts by its outer limits", checkTimingRange},
 		{"B-DT-06 US Core date parameters with full timestamps", checkUSCoreDates},
-		{"B-REF-05 a versioned reference chains on the current version", checkVersionedReference},
+		{"B-REF-05 a versioned reference chains on the current version, with a warning; _include returns the version", checkVersionedReference},
 	} {
 		t.Run(sc.name, func(t *testing.T) {
 			cc := *c
@@ -531,8 +531,9 @@ func checkUSCoreDates(t *testing.T, c *Client, _ Options) {
 }
 
 // checkVersionedReference: B-REF-05, a version-specific reference is
-// found by its resource and chaining evaluates the target's current
-// version, not the version named.
+// found by its resource; chaining evaluates the target's current version,
+// not the version named, and says so in a warning; _include returns the
+// version named.
 func checkVersionedReference(t *testing.T, c *Client, _ Options) {
 	old, cur := uniqueName("Old"), uniqueName("Cur")
 	id := uniqueID("vref")
@@ -543,4 +544,62 @@ func checkVersionedReference(t *testing.T, c *Client, _ Options) {
 	expectMatches(t, c, "/Observation?subject=Patient/"+id, want)
 	expectMatches(t, c, "/Observation?subject:Patient.family="+cur, want)
 	expectMatches(t, c, "/Observation?subject:Patient.family="+old)
+
+	// The chain went through the versioned reference: a warning in the
+	// outcome entry says the current version was tested; a search without
+	// a chain, and a chain through an unversioned reference, have none.
+	page := func(path string) []searchEntry {
+		t.Helper()
+		r := c.Do("GET", path, nil)
+		expectStatus(t, r, 200, path)
+		_, entries := readSearchPage(t, r, -1)
+		return entries
+	}
+	warnings := func(entries []searchEntry) (out []string) {
+		for _, e := range entries {
+			if e.mode != "outcome" {
+				continue
+			}
+			for _, is := range issueList(e.resource) {
+				if d, _ := is["diagnostics"].(string); is["severity"] == "warning" && strings.Contains(d, "current version") {
+					out = append(out, d)
+				}
+			}
+		}
+		return out
+	}
+	if w := warnings(page("/Observation?subject:Patient.family=" + cur)); len(w) != 1 || !strings.Contains(w[0], "Patient/"+id+"/_history/1") {
+		t.Errorf("a chain through a versioned reference: warnings %q, want one naming Patient/%s/_history/1", w, id)
+	}
+	if w := warnings(page("/Observation?subject=Patient/" + id)); len(w) != 0 {
+		t.Errorf("no chain: warnings %q, want none", w)
+	}
+	unversioned, _ := create(t, c, "Observation", fmt.Sprintf(`{"resourceType":"Observation","status":"final","code":{"text":"%s"},"subject":{"reference":"Patient/%s"}}`, cur, id))
+	if w := warnings(page("/Observation?code:text=" + cur + "&subject:Patient.family=" + cur)); len(w) != 0 {
+		t.Errorf("a chain through an unversioned reference (Observation/%s): warnings %q, want none", unversioned, w)
+	}
+
+	// _include returns the version named, not the current one.
+	for _, tc := range []struct{ obs, version, family string }{{obs, "1", old}, {unversioned, "2", cur}} {
+		var included []searchEntry
+		for _, e := range page("/Observation?_id=" + tc.obs + "&_include=Observation:subject") {
+			if e.mode == "include" {
+				included = append(included, e)
+			}
+		}
+		if len(included) != 1 || included[0].key != "Patient/"+id {
+			t.Errorf("_include from Observation/%s: %d included, want Patient/%s", tc.obs, len(included), id)
+			continue
+		}
+		meta, _ := included[0].resource["meta"].(map[string]any)
+		names, _ := included[0].resource["name"].([]any)
+		family := ""
+		if len(names) > 0 {
+			family, _ = names[0].(map[string]any)["family"].(string)
+		}
+		if meta["versionId"] != tc.version || family != tc.family {
+			t.Errorf("_include from Observation/%s: version %v, family %q; want version %s, family %q",
+				tc.obs, meta["versionId"], family, tc.version, tc.family)
+		}
+	}
 }

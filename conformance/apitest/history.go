@@ -169,4 +169,10 @@ func testHistory(t *testing.T, c *Client, _ Options) {
 	expectOutcome(t, c.Do("GET", "/Basic/_history?_since=yesterday", nil), 400, "bad _since")
 	expectOutcome(t, c.Do("GET", "/Basic/_history?_page=garbage", nil), 400, "tampered cursor")
 	expectOutcome(t, c.Do("GET", "/Basic/"+uniqueID("none")+"/_history", nil), 404, "history of a resource that never existed")
+
+	t.Run("_list", func(t *testing.T) {
+		cc := *c
+		cc.T = t
+		testHistoryList(t, &cc)
+	})
 }

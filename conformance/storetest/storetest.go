@@ -110,6 +110,21 @@ func stored(c store.Change) store.Resource {
 		Method: c.Method, Body: c.Body}
 }
 
+// members is a HistoryQuery.Only of "Type/id" and "Type/id/_history/n"
+// references; never nil.
+func members(refs ...string) []store.VersionRef {
+	out := []store.VersionRef{}
+	for _, r := range refs {
+		parts := strings.Split(r, "/")
+		m := store.VersionRef{Type: parts[0], ID: parts[1]}
+		if len(parts) == 4 {
+			fmt.Sscan(parts[3], &m.Version)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
 func key(r store.Resource) string { return fmt.Sprintf("%s/%s/_history/%d", r.Type, r.ID, r.Version) }
 
 func commit(t *testing.T, s store.Store, changes ...store.Change) {
@@ -569,6 +584,28 @@ func testHistory(t *testing.T, s store.Store) {
 		{"at before everything", store.HistoryQuery{AtStart: tick(0), AtEnd: tick(10)}, nil},
 		{"at with since", store.HistoryQuery{Since: tick(30), AtStart: tick(45), AtEnd: tick(46)},
 			[]int{a2, o1}},
+		// Only (history _list): the versions of the members alone.
+		{"only, every version of each member", store.HistoryQuery{Only: members("Patient/a", "Observation/o")},
+			[]int{o2, a3, a2, o1, a1}},
+		{"only, one version", store.HistoryQuery{Only: members("Patient/a/_history/2", "Observation/o/_history/1")},
+			[]int{a2, o1}},
+		{"only, a member and one version of it", store.HistoryQuery{Only: members("Patient/a/_history/2", "Patient/a")},
+			[]int{a3, a2, a1}},
+		{"only, a deleted member", store.HistoryQuery{Only: members("Patient/b")},
+			[]int{b2, b1}},
+		{"only, on type", store.HistoryQuery{Type: "Patient", Only: members("Patient/a", "Observation/o")},
+			[]int{a3, a2, a1}},
+		{"only, on instance, a member", store.HistoryQuery{Type: "Patient", ID: "a", Only: members("Patient/a/_history/3", "Patient/b")},
+			[]int{a3}},
+		{"only, on instance, not a member", store.HistoryQuery{Type: "Patient", ID: "b", Only: members("Patient/a")}, nil},
+		{"only is case-sensitive", store.HistoryQuery{Only: members("Patient/A")},
+			[]int{upperA1}},
+		{"only, never written", store.HistoryQuery{Only: members("Patient/zz", "Patient/a/_history/9")}, nil},
+		{"only, empty", store.HistoryQuery{Only: members()}, nil},
+		{"only with since", store.HistoryQuery{Since: tick(50), Only: members("Patient/a", "Patient/b")},
+			[]int{a3, b2}},
+		{"only with at", store.HistoryQuery{AtStart: tick(45), AtEnd: tick(46), Only: members("Patient/a", "Patient/b")},
+			[]int{a2, b1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var want []store.Resource
@@ -713,6 +750,18 @@ func testHistoryInvalidCursor(t *testing.T, s store.Store) {
 	q.Cursor = valid
 	if _, err := s.History(t.Context(), q); err != nil {
 		t.Fatalf("the cursor the store issued is refused: %v", err)
+	}
+
+	// A cursor of one member list is not one of another's (history _list).
+	only := store.HistoryQuery{Count: 1, Only: members("Patient/p0", "Patient/p1")}
+	p, err := s.History(t.Context(), only)
+	if err != nil || p.Next == "" {
+		t.Fatalf("first page of two members: Next %q, %v", p.Next, err)
+	}
+	other := only
+	other.Only, other.Cursor = members("Patient/p0", "Patient/p2"), p.Next
+	if _, err := s.History(t.Context(), other); !errors.Is(err, store.ErrInvalidCursor) {
+		t.Errorf("a cursor of other members: %v, want ErrInvalidCursor", err)
 	}
 
 	mid := len(valid) / 2

@@ -177,6 +177,7 @@ func New(cfg Config, st Store) *API {
 
 	r := mux.NewRouter()
 	r.Handle("/metadata", a.wrap("capabilities", (*API).metadata)).Methods(http.MethodGet, http.MethodHead, http.MethodOptions)
+	a.mountPagingPost(r)
 	for _, in := range interactions {
 		r.Handle(in.path, a.wrap(in.code, in.handle)).Methods(in.methods...)
 	}

@@ -91,6 +91,11 @@ func (a *API) history(w http.ResponseWriter, r *http.Request, typ, id string, fi
 		return err
 	}
 	q.Type, q.ID = typ, id
+	if list := used.Get("_list"); list != "" {
+		if q.Only, err = a.listVersions(r.Context(), list); err != nil {
+			return err
+		}
+	}
 	base := a.base(r)
 	b := newBundle("history", a.now())
 	count := q.Count
@@ -127,8 +132,8 @@ func (a *API) history(w http.ResponseWriter, r *http.Request, typ, id string, fi
 	return b.write(w, r)
 }
 
-// historyQuery reads _count, _since, _at and the page cursor; each may
-// appear once (http.html#history). used is what the self link reports:
+// historyQuery reads _count, _since, _at, _list and the page cursor; each
+// may appear once (http.html#history). used is what the self link reports:
 // the parameters actually applied.
 func historyQuery(params url.Values) (store.HistoryQuery, url.Values, error) {
 	q := store.HistoryQuery{Count: defaultCount}
@@ -170,7 +175,11 @@ func historyQuery(params url.Values) (store.HistoryQuery, url.Values, error) {
 		case pageParam:
 			q.Cursor = v
 		case "_list":
-			return q, nil, outcome.New(http.StatusBadRequest, outcome.CodeNotSupported, "_list is not supported on history", "_list")
+			// Read by the caller (listVersions): it needs the store.
+			if v == "" {
+				return q, nil, outcome.New(http.StatusBadRequest, outcome.CodeValue, "_list must name a List", "_list")
+			}
+			used.Set(name, v)
 		}
 	}
 	return q, used, nil

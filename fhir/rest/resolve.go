@@ -19,10 +19,14 @@ import (
 // the store sees a query, what it names on this server — ValueSets and
 // CodeSystems for the token modifiers (fhir/terminology), Lists for _list
 // — is read through the store's ordinary interfaces and replaced by plain
-// clauses, so no backend needs terminology or List logic.
+// clauses, so no backend needs terminology or List logic; a bare id that
+// names resources of several target types is refused (ambiguous.go).
 type resolver struct{ a *API }
 
 func (r resolver) Search(ctx context.Context, q *search.Query) (store.SearchPage, error) {
+	if err := r.a.refuseAmbiguous(ctx, q); err != nil {
+		return store.SearchPage{}, err
+	}
 	q, err := terminology.Resolve(ctx, r.a.store, q)
 	if err != nil {
 		return store.SearchPage{}, err
@@ -101,6 +105,26 @@ func (a *API) lists(ctx context.Context, q *search.Query) (*search.Query, error)
 // listItems reads List/id and returns its items on this server as
 // "Type/id".
 func (a *API) listItems(ctx context.Context, id string) ([]string, error) {
+	refs, err := a.listRefs(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, ref := range refs {
+		typ, rid, ok := strings.Cut(ref, "/")
+		// Contained (#x), absolute, versioned and logical (identifier-only)
+		// items are not resources of this server's search.
+		if !ok || typ == "" || strings.ContainsAny(rid, "/:#") || rid == "" {
+			continue
+		}
+		out = append(out, typ+"/"+rid)
+	}
+	return out, nil
+}
+
+// listRefs reads List/id and returns the references of its entries that
+// were not removed (list.html: entry.deleted), as written.
+func (a *API) listRefs(ctx context.Context, id string) ([]string, error) {
 	unknown := outcome.Newf(http.StatusBadRequest, outcome.CodeNotFound, "_list: unknown List %s", id)
 	got, err := a.store.Read(ctx, "List", id)
 	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrGone) {
@@ -129,13 +153,9 @@ func (a *API) listItems(ctx context.Context, id string) ([]string, error) {
 	}
 	var out []string
 	for _, e := range list.Entry {
-		typ, rid, ok := strings.Cut(e.Item.Reference, "/")
-		// Contained (#x), absolute and logical (identifier-only) items are
-		// not resources of this server's search.
-		if e.Deleted || !ok || typ == "" || strings.ContainsAny(rid, "/:#") || rid == "" {
-			continue
+		if !e.Deleted && e.Item.Reference != "" {
+			out = append(out, e.Item.Reference)
 		}
-		out = append(out, typ+"/"+rid)
 	}
 	return out, nil
 }

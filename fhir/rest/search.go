@@ -141,7 +141,11 @@ func (a *API) searchIn(w http.ResponseWriter, r *http.Request, types, within []s
 		}
 		b.Entry = append(b.Entry, e)
 	}
-	if issues := report.Issues(); len(issues) > 0 {
+	versioned, err := a.versionedChainIssues(q, page.Matches) // versioned.go
+	if err != nil {
+		return err
+	}
+	if issues := append(report.Issues(), versioned...); len(issues) > 0 {
 		// search.html#errors: a lenient search says what it ignored in an
 		// OperationOutcome entry (mode outcome, never error or fatal).
 		b.Entry = append(b.Entry, bundleEntry{
@@ -239,7 +243,7 @@ func (a *API) forwardInclude(r *http.Request, inc search.Include, from []store.R
 			if !ok || strings.Contains(id, "/") || (inc.Target != "" && typ != inc.Target) {
 				continue // absolute, contained or canonical: not on this server
 			}
-			got, err := a.store.Read(r.Context(), typ, id)
+			got, err := a.includeTarget(r.Context(), typ, id, e.Value) // versioned.go
 			if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrGone) {
 				continue // a dangling reference includes nothing
 			}

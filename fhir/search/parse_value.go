@@ -36,7 +36,7 @@ func (p *parser) values(key string, l *leaf, raw string, items []string) ([]Valu
 			out = append(out, v)
 		}
 	}
-	return out, ok
+	return caseVariants(l, out), ok // token_case.go
 }
 
 // value parses one value (still escaped) for a parameter. skip means it

@@ -59,8 +59,16 @@ type historyPos struct {
 }
 
 func historyFingerprint(q store.HistoryQuery) []byte {
-	return fmt.Appendf(nil, "history\x00%q\x00%q\x00%d\x00%d\x00%d", q.Type, q.ID,
+	fp := fmt.Appendf(nil, "history\x00%q\x00%q\x00%d\x00%d\x00%d", q.Type, q.ID,
 		q.Since.UnixNano(), q.AtStart.UnixNano(), q.AtEnd.UnixNano())
+	if q.Only != nil {
+		// A cursor of one List's history is refused on another's.
+		fp = fmt.Appendf(fp, "\x00only%d", len(q.Only))
+		for _, m := range q.Only {
+			fp = fmt.Appendf(fp, "\x00%q\x00%q\x00%d", m.Type, m.ID, m.Version)
+		}
+	}
+	return fp
 }
 
 func encodeHistoryCursor(p historyPos, fp []byte) string { return sealCursor(p, fp) }

@@ -115,15 +115,24 @@ func (s *Store) History(ctx context.Context, q store.HistoryQuery) (store.Histor
 	if !q.Since.IsZero() {
 		filter = append(filter, bson.E{Key: "lu", Value: bson.D{{Key: "$gte", Value: ceilMicro(q.Since)}}})
 	}
+	var and bson.A // clauses that need a key of their own ($or is the cursor's)
 	if !q.AtStart.IsZero() || !q.AtEnd.IsZero() {
 		// history.html _at: written before AtEnd, not replaced before AtStart.
 		if !q.AtEnd.IsZero() {
-			filter = append(filter, bson.E{Key: "$and", Value: bson.A{
-				bson.D{{Key: "lu", Value: bson.D{{Key: "$lt", Value: ceilMicro(q.AtEnd)}}}}}})
+			and = append(and, bson.D{{Key: "lu", Value: bson.D{{Key: "$lt", Value: ceilMicro(q.AtEnd)}}}})
 		}
 		if !q.AtStart.IsZero() {
 			filter = append(filter, bson.E{Key: "until", Value: bson.D{{Key: "$gte", Value: ceilMicro(q.AtStart)}}})
 		}
+	}
+	if q.Only != nil {
+		if len(q.Only) == 0 {
+			return store.HistoryPage{}, nil
+		}
+		and = append(and, bson.D{{Key: "$or", Value: onlyFilter(q.Only)}})
+	}
+	if len(and) > 0 {
+		filter = append(filter, bson.E{Key: "$and", Value: and})
 	}
 	total := 0
 	if pos != nil {
@@ -169,4 +178,19 @@ func (s *Store) History(ctx context.Context, q store.HistoryQuery) (store.Histor
 		out.Versions = append(out.Versions, docs[i].resource())
 	}
 	return out, nil
+}
+
+// onlyFilter matches the versions of the members of store.HistoryQuery.Only
+// (http.html#history _list): one branch per member, each answered by the
+// versions' (type, id, v) index.
+func onlyFilter(only []store.VersionRef) bson.A {
+	or := make(bson.A, 0, len(only))
+	for _, m := range only {
+		d := bson.D{{Key: "type", Value: m.Type}, {Key: "id", Value: m.ID}}
+		if m.Version > 0 {
+			d = append(d, bson.E{Key: "v", Value: m.Version})
+		}
+		or = append(or, d)
+	}
+	return or
 }

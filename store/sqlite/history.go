@@ -201,7 +201,7 @@ func (s *Store) History(ctx context.Context, q store.HistoryQuery) (store.Histor
 		return store.HistoryPage{}, errors.New("sqlite: history: an id needs a type")
 	}
 	sh, f := shapeOf(q), filterOf(q)
-	fp := fingerprint(sh, q, f)
+	fp := fingerprintOnly(fingerprint(sh, q, f), q.Only)
 
 	var c cursor
 	if q.Cursor != "" {
@@ -221,11 +221,26 @@ func (s *Store) History(ctx context.Context, q store.HistoryQuery) (store.Histor
 	}
 
 	pageStmt, countStmt := s.history.get(sh)
-	if err := countStmt.QueryRowContext(ctx, sh.args(c.snapshot, q, f)...).Scan(&page.Total); err != nil {
+	args := func(upper int64) []any { return sh.args(upper, q, f) }
+	if q.Only != nil {
+		if len(q.Only) == 0 {
+			return page, nil
+		}
+		var err error
+		if pageStmt, err = s.stmts.get(ctx, s.rdb, sh.onlyPageSQL()); err != nil {
+			return store.HistoryPage{}, fmt.Errorf("sqlite: history: %w", s.mapErr(ctx, err))
+		}
+		if countStmt, err = s.stmts.get(ctx, s.rdb, sh.onlyCountSQL()); err != nil {
+			return store.HistoryPage{}, fmt.Errorf("sqlite: history: %w", s.mapErr(ctx, err))
+		}
+		members := onlyJSON(q.Only)
+		args = func(upper int64) []any { return append([]any{members}, sh.args(upper, q, f)...) }
+	}
+	if err := countStmt.QueryRowContext(ctx, args(c.snapshot)...).Scan(&page.Total); err != nil {
 		return store.HistoryPage{}, fmt.Errorf("sqlite: history: %w", s.mapErr(ctx, err))
 	}
 	// One row more than asked tells whether a next page exists.
-	rows, err := pageStmt.QueryContext(ctx, append(sh.args(c.upper, q, f), q.Count+1)...)
+	rows, err := pageStmt.QueryContext(ctx, append(args(c.upper), q.Count+1)...)
 	if err != nil {
 		return store.HistoryPage{}, fmt.Errorf("sqlite: history: %w", s.mapErr(ctx, err))
 	}
