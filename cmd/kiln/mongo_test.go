@@ -68,6 +68,10 @@ func TestAPIOnMongo(t *testing.T) {
 		//     again over the whole collection: 7-13 s per aggregation,
 		//     so 20-40 s per case. No case finished within 5 minutes of the
 		//     load; the 337 cases would take hours.
+		//   - on the same machine quiet (load 2-6, 00:28 UTC 8 Dec): the
+		//     load took 8 s (200/s), and the first 29 cases (string
+		//     search) ran in 225 s, none failing: 7.8 s per case, about
+		//     45 minutes for the corpus.
 		//   - meanwhile each kiln process re-reads the SearchParameters
 		//     every 2 s (fhir/reindex), a Scan of the versions collection
 		//     that FerretDB answers by decoding all of it (7 s per poll
