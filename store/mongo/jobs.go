@@ -1,9 +1,11 @@
 package mongo
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"strconv"
 	"time"
 
@@ -31,25 +33,36 @@ import (
 // update can hand the job back to the stalled owner; FerretDB is a test
 // server, and a deployment runs on MongoDB.
 //
-// job_chunks: the files' contents in numbered chunks ({job, file, n,
-// data}, the GridFS layout: files are written and served a chunk at a
-// time, never held whole). Kiln keeps its own chunks collection rather
-// than GridFS proper, although the driver's GridFSBucket works against
-// FerretDB v1.24.2 as well (upload, download by id and name, delete:
-// checked): a GridFS file is one upload stream of chunks of exactly
-// chunkSize bytes (the driver refuses to read others, ErrWrongSize),
-// visible once its files document is written; store.Jobs writes
-// numbered chunks of whole NDJSON lines, of varying size, each only while
-// the job's owner holds it (checked before and after), and a take-over
-// rewrites the same chunk numbers. GridFS would need fixed-size chunks
-// from the export writer and one upload per file and attempt: a change
-// of the store.Jobs contract both backends implement. Deleting a job
-// deletes its chunks and claims; the export service deletes expired jobs
-// (fhir/bulk).
+// Files: GridFS (bucket job_files: collections job_files.files and
+// job_files.chunks), written and read through the driver's GridFSBucket,
+// so that mongofiles and any driver can list and read them. store.Jobs
+// writes a file as numbered chunks of whole NDJSON lines (1 MiB or a
+// little more), each only while the job's owner holds it, and a worker
+// that takes a job over rewrites the same chunk numbers. So each numbered
+// chunk is a GridFS file of its own, named "<job>/<file>/<n>", with
+// metadata {job, file, n, owner}; its _id is fileID's (the job's length-
+// prefixed name, the chunk's name and a fresh ObjectID: every upload is a
+// file of its own, and every file and GridFS chunk of a job, even one an
+// upload left behind when its process died, is found by the _id prefix).
+// A GridFS file is visible once its files document is written, after its
+// chunks: a reader sees a numbered chunk whole or not at all.
+//
+// PutChunk checks that the owner holds the job, uploads, and checks
+// again; a rewrite of chunk n deletes the older files of that name once
+// the new one is complete. Chunk reads the newest complete file of the
+// name. Deleting a job deletes its files and claims; the export service
+// deletes expired jobs (fhir/bulk).
+//
+// Before GridFS, chunks were documents {job, file, n, data} of the
+// collection job_chunks. Chunk still reads one there when GridFS has none
+// of that name, and deleting a job deletes its job_chunks too, so exports
+// finished before an upgrade stay downloadable until they expire; nothing
+// writes job_chunks any more.
 const (
-	jobsName   = "jobs"
-	claimsName = "job_claims"
-	chunksName = "job_chunks"
+	jobsName         = "jobs"
+	claimsName       = "job_claims"
+	filesBucket      = "job_files"
+	legacyChunksName = "job_chunks"
 )
 
 type jobDoc struct {
@@ -114,9 +127,10 @@ func (s *Store) jobIndexes(ctx context.Context) error {
 	if err := s.createMissing(ctx, s.claims, []mongo.IndexModel{{Keys: bson.D{{Key: "job", Value: 1}}}}); err != nil {
 		return err
 	}
-	return s.createMissing(ctx, s.chunks, []mongo.IndexModel{
-		{Keys: bson.D{{Key: "job", Value: 1}, {Key: "file", Value: 1}, {Key: "n", Value: 1}}},
-	})
+	// The driver creates the bucket's own indexes ({filename, uploadDate}
+	// and the unique {files_id, n}) before its first upload into an empty
+	// bucket; Chunk's sort by uploadDate then _id uses the first.
+	return nil
 }
 
 // CreateJob stores a new job; ErrVersionConflict when the id is taken.
@@ -235,13 +249,43 @@ func (s *Store) DeleteJob(ctx context.Context, id string) error {
 }
 
 func (s *Store) dropJobData(ctx context.Context, id string) error {
-	if _, err := s.chunks.DeleteMany(ctx, bson.D{{Key: "job", Value: id}}); err != nil {
-		return s.mapErr(ctx, err)
+	if err := s.dropFiles(ctx, id); err != nil {
+		return err
 	}
 	if _, err := s.claims.DeleteMany(ctx, bson.D{{Key: "job", Value: id}}); err != nil {
 		return s.mapErr(ctx, err)
 	}
 	return nil
+}
+
+// dropFiles deletes every file of a job: the files documents first, so
+// that no reader finds a file whose chunks are going, then the GridFS
+// chunks (those of uploads that never completed too), then any chunks
+// from before GridFS.
+func (s *Store) dropFiles(ctx context.Context, job string) error {
+	prefix := bson.D{{Key: "$regex", Value: "^" + regexp.QuoteMeta(jobFilePrefix(job))}}
+	if _, err := s.files.GetFilesCollection().DeleteMany(ctx, bson.D{{Key: "_id", Value: prefix}}); err != nil {
+		return s.mapErr(ctx, err)
+	}
+	if _, err := s.files.GetChunksCollection().DeleteMany(ctx, bson.D{{Key: "files_id", Value: prefix}}); err != nil {
+		return s.mapErr(ctx, err)
+	}
+	if _, err := s.legacyChunks.DeleteMany(ctx, bson.D{{Key: "job", Value: job}}); err != nil {
+		return s.mapErr(ctx, err)
+	}
+	return nil
+}
+
+// jobFilePrefix starts the _id of every file of job. The length prefix
+// keeps it unambiguous whatever the job id holds (job "a" and job "a/b").
+func jobFilePrefix(job string) string { return strconv.Itoa(len(job)) + ":" + job + "/" }
+
+// fileName is the GridFS filename of chunk n of a job's file.
+func fileName(job, file string, n int) string { return job + "/" + file + "/" + strconv.Itoa(n) }
+
+// fileID is the _id of one upload of chunk n of a job's file.
+func fileID(job, file string, n int) string {
+	return jobFilePrefix(job) + file + "/" + strconv.Itoa(n) + "/" + bson.NewObjectID().Hex()
 }
 
 // Jobs lists the jobs of kind without their spec, progress and result,
@@ -279,23 +323,22 @@ func (s *Store) owned(ctx context.Context, job, owner string) error {
 }
 
 // PutChunk stores chunk n of a job's file, if owner still holds the job.
-// Writing a chunk again replaces it. Ownership is checked again after the
-// write: a worker whose job was deleted meanwhile removes what it left
-// (ErrNotFound), and one that lost the job is told so
+// Writing a chunk again replaces it: the new file is uploaded whole, then
+// the older files of that name are deleted. Ownership is checked again
+// after the upload: a worker whose job was deleted meanwhile removes what
+// it left (ErrNotFound), and one that lost the job is told so
 // (ErrVersionConflict). A chunk a stalled owner wrote after the take-over
 // stays: the new owner reads the same snapshot in the same order, so it
-// writes that chunk too, with the same content, and replaces it. (The
-// chunk is not taken back, since by then it may hold the new owner's
-// write.)
+// writes that chunk too, with the same content. (It is not taken back,
+// since by then the newest file of that name may be the new owner's.)
 func (s *Store) PutChunk(ctx context.Context, job, owner, file string, n int, data []byte) error {
 	if err := s.owned(ctx, job, owner); err != nil {
 		return fmt.Errorf("mongo: put chunk %s/%s/%d: %w", job, file, n, err)
 	}
-	key := bson.D{{Key: "job", Value: job}, {Key: "file", Value: file}, {Key: "n", Value: n}}
-	_, err := s.chunks.UpdateOne(ctx, key,
-		bson.D{{Key: "$set", Value: bson.D{{Key: "data", Value: binary(data)}, {Key: "owner", Value: owner}}}},
-		options.UpdateOne().SetUpsert(true))
-	if err != nil {
+	name := fileName(job, file, n)
+	id := fileID(job, file, n)
+	if err := s.upload(ctx, id, name, bson.D{{Key: "job", Value: job}, {Key: "file", Value: file},
+		{Key: "n", Value: n}, {Key: "owner", Value: owner}}, data); err != nil {
 		return fmt.Errorf("mongo: put chunk %s/%s/%d: %w", job, file, n, s.mapErr(ctx, err))
 	}
 	switch err := s.owned(ctx, job, owner); {
@@ -305,20 +348,103 @@ func (s *Store) PutChunk(ctx context.Context, job, owner, file string, n int, da
 	case err != nil:
 		return fmt.Errorf("mongo: put chunk %s/%s/%d: %w", job, file, n, err)
 	}
+	// The older uploads of this chunk (a rewrite; an attempt of a worker
+	// that lost the job).
+	cur, err := s.files.GetFilesCollection().Find(ctx, bson.D{{Key: "filename", Value: name}, {Key: "_id", Value: bson.D{{Key: "$ne", Value: id}}}},
+		options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}))
+	if err != nil {
+		return fmt.Errorf("mongo: put chunk %s/%s/%d: %w", job, file, n, s.mapErr(ctx, err))
+	}
+	var older []struct {
+		ID string `bson:"_id"`
+	}
+	if err := cur.All(ctx, &older); err != nil {
+		return fmt.Errorf("mongo: put chunk %s/%s/%d: %w", job, file, n, s.mapErr(ctx, err))
+	}
+	for _, o := range older {
+		if err := s.files.Delete(ctx, o.ID); err != nil && !errors.Is(err, mongo.ErrFileNotFound) {
+			return fmt.Errorf("mongo: put chunk %s/%s/%d: %w", job, file, n, s.mapErr(ctx, err))
+		}
+	}
 	return nil
 }
 
-// Chunk reads chunk n of a job's file; ErrNotFound past its last chunk.
+// upload writes data as the GridFS file id. The bucket's check for its
+// indexes before a first upload is not safe for concurrent use, hence the
+// lock around opening the stream; the writes themselves run unlocked. A
+// failed upload takes back the chunks it wrote (Abort).
+func (s *Store) upload(ctx context.Context, id, name string, meta bson.D, data []byte) error {
+	s.uploadMu.Lock()
+	us, err := s.files.OpenUploadStreamWithID(ctx, id, name, options.GridFSUpload().SetMetadata(meta))
+	s.uploadMu.Unlock()
+	if err != nil {
+		return err
+	}
+	if _, err := us.Write(data); err != nil {
+		_ = us.Abort()
+		return err
+	}
+	if err := us.Close(); err != nil {
+		_ = us.Abort()
+		return err
+	}
+	return nil
+}
+
+// Chunk reads chunk n of a job's file, the newest complete upload of it;
+// ErrNotFound past its last chunk.
 func (s *Store) Chunk(ctx context.Context, job, file string, n int) ([]byte, error) {
+	for attempt := 1; ; attempt++ {
+		data, err := s.readChunk(ctx, job, file, n)
+		// A file deleted while it was read (a rewrite replaced it, the
+		// job went): read the name again.
+		if attempt < 3 && (errors.Is(err, mongo.ErrFileNotFound) || errors.Is(err, mongo.ErrMissingChunk)) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("mongo: chunk %s/%s/%d: %w", job, file, n, s.mapErr(ctx, err))
+		}
+		return data, nil
+	}
+}
+
+func (s *Store) readChunk(ctx context.Context, job, file string, n int) ([]byte, error) {
+	var f struct {
+		ID string `bson:"_id"`
+	}
+	err := s.files.GetFilesCollection().FindOne(ctx, bson.D{{Key: "filename", Value: fileName(job, file, n)}},
+		options.FindOne().SetSort(bson.D{{Key: "uploadDate", Value: -1}, {Key: "_id", Value: -1}}).
+			SetProjection(bson.D{{Key: "_id", Value: 1}})).Decode(&f)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return s.legacyChunk(ctx, job, file, n)
+	}
+	if err != nil {
+		return nil, err
+	}
+	ds, err := s.files.OpenDownloadStream(ctx, f.ID)
+	if err != nil {
+		return nil, err
+	}
+	defer ds.Close()
+	b := bytes.NewBuffer(make([]byte, 0, ds.GetFile().Length))
+	if _, err := b.ReadFrom(ds); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+// legacyChunk reads chunk n of a job's file from job_chunks, where chunks
+// were kept before GridFS.
+func (s *Store) legacyChunk(ctx context.Context, job, file string, n int) ([]byte, error) {
 	var d struct {
 		Data bson.Binary `bson:"data"`
 	}
-	err := s.chunks.FindOne(ctx, bson.D{{Key: "job", Value: job}, {Key: "file", Value: file}, {Key: "n", Value: n}}).Decode(&d)
+	err := s.legacyChunks.FindOne(ctx, bson.D{{Key: "job", Value: job}, {Key: "file", Value: file}, {Key: "n", Value: n}}).Decode(&d)
 	if errors.Is(err, mongo.ErrNoDocuments) {
-		return nil, fmt.Errorf("mongo: chunk %s/%s/%d: %w", job, file, n, store.ErrNotFound)
+		return nil, store.ErrNotFound
 	}
 	if err != nil {
-		return nil, fmt.Errorf("mongo: chunk %s/%s/%d: %w", job, file, n, s.mapErr(ctx, err))
+		return nil, err
 	}
 	if d.Data.Data == nil {
 		return []byte{}, nil
@@ -335,8 +461,8 @@ func (s *Store) DeleteChunks(ctx context.Context, job, owner string) error {
 		}
 		return fmt.Errorf("mongo: delete chunks of %s: %w", job, err)
 	}
-	if _, err := s.chunks.DeleteMany(ctx, bson.D{{Key: "job", Value: job}}); err != nil {
-		return fmt.Errorf("mongo: delete chunks of %s: %w", job, s.mapErr(ctx, err))
+	if err := s.dropFiles(ctx, job); err != nil {
+		return fmt.Errorf("mongo: delete chunks of %s: %w", job, err)
 	}
 	return nil
 }

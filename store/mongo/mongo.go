@@ -28,6 +28,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -64,7 +65,12 @@ type Store struct {
 	timeout   time.Duration
 	causal    bool
 	// SMART records and bulk export jobs (records.go, jobs.go).
-	records, jobs, claims, chunks *mongo.Collection
+	records, jobs, claims *mongo.Collection
+	// Export files (jobs.go): GridFS, and the collection of chunks from
+	// before it.
+	files        *mongo.GridFSBucket
+	uploadMu     sync.Mutex
+	legacyChunks *mongo.Collection
 
 	// Topology found at Open.
 	Version      string
@@ -114,7 +120,8 @@ func Open(ctx context.Context, uri string, o Options) (*Store, error) {
 	s := &Store{client: client, db: db, timeout: o.Timeout, causal: !o.NoCausal,
 		resources: db.Collection(resourcesName), versions: db.Collection(versionsName),
 		records: db.Collection(recordsName), jobs: db.Collection(jobsName),
-		claims: db.Collection(claimsName), chunks: db.Collection(chunksName)}
+		claims: db.Collection(claimsName), legacyChunks: db.Collection(legacyChunksName),
+		files: db.GridFSBucket(options.GridFSBucket().SetName(filesBucket))}
 	if err := s.inspect(ctx); err != nil {
 		_ = client.Disconnect(context.Background())
 		return nil, err

@@ -191,11 +191,10 @@ func (s *Store) apply(ctx context.Context, i int, c *store.Change, wt time.Time)
 			moved = false
 		}
 	} else {
-		res, err := s.resources.ReplaceOne(ctx, bson.D{{Key: "_id", Value: key}, {Key: "v", Value: c.Version - 1}}, cur)
-		if err != nil {
+		var err error
+		if moved, err = s.moveCurrent(ctx, key, c.Version-1, cur); err != nil {
 			return s.undo(ctx, vkey, wt.UnixMicro(), s.writeErr(ctx, err))
 		}
-		moved = res.MatchedCount > 0
 	}
 	if !moved {
 		return s.undo(ctx, vkey, wt.UnixMicro(), &lostCAS{index: i, key: key})
@@ -207,6 +206,38 @@ func (s *Store) apply(ctx context.Context, i int, c *store.Change, wt time.Time)
 		}
 	}
 	return nil
+}
+
+// moveCurrent replaces the current document key with cur if it is at
+// version from, and reports whether it did. On MongoDB the filter {_id, v}
+// is the compare-and-set, answered from the _id index. FerretDB answers
+// only a filter on _id alone from an index (any other filter reads and
+// decodes the whole collection: O(n) per write) and applies an update as
+// a read and a write back by _id anyway, so there the version is read by
+// _id and the document replaced by _id: no less atomic than FerretDB's own
+// update, and the version document apply inserted first already decides
+// between two writers of the same version.
+func (s *Store) moveCurrent(ctx context.Context, key string, from int64, cur bson.D) (bool, error) {
+	filter := bson.D{{Key: "_id", Value: key}}
+	if s.FerretDB {
+		var at struct {
+			V int64 `bson:"v"`
+		}
+		err := s.resources.FindOne(ctx, filter, options.FindOne().SetProjection(bson.D{{Key: "v", Value: 1}})).Decode(&at)
+		if errors.Is(err, mongo.ErrNoDocuments) {
+			return false, nil
+		}
+		if err != nil || at.V != from {
+			return false, err
+		}
+	} else {
+		filter = append(filter, bson.E{Key: "v", Value: from})
+	}
+	res, err := s.resources.ReplaceOne(ctx, filter, cur)
+	if err != nil {
+		return false, err
+	}
+	return res.MatchedCount > 0, nil
 }
 
 // undo takes back the version document of a change that lost, then
