@@ -46,7 +46,7 @@ func (s *Store) Scan(ctx context.Context, q store.ScanQuery) (store.ScanPage, er
 		// Likewise s > Since exactly when s > floor(Since).
 		since = q.Since.UnixMicro()
 	}
-	st, err := s.stmts.get(ctx, s.rdb, scanSQL)
+	st, err := s.stmts.get(ctx, s.sdb, scanSQL)
 	if err != nil {
 		return store.ScanPage{}, fmt.Errorf("sqlite: scan %s: %w", q.Type, s.mapErr(ctx, err))
 	}
