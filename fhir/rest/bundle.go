@@ -128,14 +128,7 @@ func (b *bundle) sizeHint() int {
 // which for a search page is a second scan of every resource the store
 // already holds as compact JSON; TestBundleJSON keeps the two equal.
 func (b *bundle) appendJSON(dst []byte) []byte {
-	dst = append(dst, `{"resourceType":`...)
-	dst = appendString(dst, b.ResourceType)
-	dst = append(dst, `,"id":`...)
-	dst = appendString(dst, b.ID)
-	dst = append(dst, `,"meta":{"lastUpdated":`...)
-	dst = appendString(dst, b.Meta.LastUpdated)
-	dst = append(dst, `},"type":`...)
-	dst = appendString(dst, b.Type)
+	dst = appendBundleHead(dst, b.ResourceType, b.ID, b.Meta.LastUpdated, b.Type)
 	if b.Total != nil {
 		dst = append(dst, `,"total":`...)
 		dst = strconv.AppendInt(dst, int64(*b.Total), 10)
@@ -165,6 +158,20 @@ func (b *bundle) appendJSON(dst []byte) []byte {
 		dst = append(dst, ']')
 	}
 	return append(dst, '}')
+}
+
+// appendBundleHead opens a Bundle's JSON with the members every Bundle
+// Kiln writes starts with, in encoding/json's order for bundle and
+// txResponseBundle.
+func appendBundleHead(dst []byte, resourceType, id, lastUpdated, typ string) []byte {
+	dst = append(dst, `{"resourceType":`...)
+	dst = appendString(dst, resourceType)
+	dst = append(dst, `,"id":`...)
+	dst = appendString(dst, id)
+	dst = append(dst, `,"meta":{"lastUpdated":`...)
+	dst = appendString(dst, lastUpdated)
+	dst = append(dst, `},"type":`...)
+	return appendString(dst, typ)
 }
 
 func (e *bundleEntry) appendJSON(dst []byte) []byte {

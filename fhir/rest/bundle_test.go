@@ -38,25 +38,37 @@ func TestBundleJSON(t *testing.T) {
 		},
 	}
 	for name, b := range cases {
-		t.Run(name, func(t *testing.T) {
-			var buf bytes.Buffer
-			enc := json.NewEncoder(&buf)
-			enc.SetEscapeHTML(false)
-			if err := enc.Encode(b); err != nil {
-				t.Fatal(err)
-			}
-			want := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
-			if got := b.appendJSON(nil); !bytes.Equal(got, want) {
-				t.Errorf("appendJSON:\n got %s\nwant %s", got, want)
-			}
-		})
+		t.Run(name, func(t *testing.T) { checkEncoder(t, b, b.appendJSON) })
 	}
 	// A field added to these types must be added to the encoder too.
-	for typ, n := range map[reflect.Type]int{
+	checkFieldCounts(t, map[reflect.Type]int{
 		reflect.TypeOf(bundle{}): 7, reflect.TypeOf(bundleEntry{}): 5, reflect.TypeOf(bundleLink{}): 2,
 		reflect.TypeOf(entrySearch{}): 1, reflect.TypeOf(entryRequest{}): 2, reflect.TypeOf(entryResponse{}): 4,
 		reflect.TypeOf(bundleMeta{}): 1,
-	} {
+	})
+}
+
+// checkEncoder fails t unless appendJSON writes exactly what
+// encoding/json writes for v (HTML not escaped).
+func checkEncoder(t *testing.T, v any, appendJSON func([]byte) []byte) {
+	t.Helper()
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		t.Fatal(err)
+	}
+	want := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	if got := appendJSON(nil); !bytes.Equal(got, want) {
+		t.Errorf("appendJSON:\n got %s\nwant %s", got, want)
+	}
+}
+
+// checkFieldCounts fails t when a type has another number of fields than
+// its hand-written encoder writes.
+func checkFieldCounts(t *testing.T, counts map[reflect.Type]int) {
+	t.Helper()
+	for typ, n := range counts {
 		if typ.NumField() != n {
 			t.Errorf("%v has %d fields; appendJSON writes %d", typ, typ.NumField(), n)
 		}

@@ -825,14 +825,7 @@ type txResponseBundle struct {
 // outcomes from outcome.Resource (compact) and GET entries' bodies, which
 // read compacts. TestTxResponseJSON keeps the two equal.
 func (b *txResponseBundle) appendJSON(dst []byte) []byte {
-	dst = append(dst, `{"resourceType":`...)
-	dst = appendString(dst, b.ResourceType)
-	dst = append(dst, `,"id":`...)
-	dst = appendString(dst, b.ID)
-	dst = append(dst, `,"meta":{"lastUpdated":`...)
-	dst = appendString(dst, b.Meta.LastUpdated)
-	dst = append(dst, `},"type":`...)
-	dst = appendString(dst, b.Type)
+	dst = appendBundleHead(dst, b.ResourceType, b.ID, b.Meta.LastUpdated, b.Type)
 	if len(b.Entry) > 0 {
 		dst = append(dst, `,"entry":[`...)
 		for i, e := range b.Entry {

@@ -1,7 +1,6 @@
 package rest
 
 import (
-	"bytes"
 	"encoding/json"
 	"reflect"
 	"testing"
@@ -31,27 +30,12 @@ func TestTxResponseJSON(t *testing.T) {
 		},
 	}
 	for name, b := range cases {
-		t.Run(name, func(t *testing.T) {
-			var buf bytes.Buffer
-			enc := json.NewEncoder(&buf)
-			enc.SetEscapeHTML(false)
-			if err := enc.Encode(b); err != nil {
-				t.Fatal(err)
-			}
-			want := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
-			if got := b.appendJSON(nil); !bytes.Equal(got, want) {
-				t.Errorf("appendJSON:\n got %s\nwant %s", got, want)
-			}
-		})
+		t.Run(name, func(t *testing.T) { checkEncoder(t, b, b.appendJSON) })
 	}
 	// A field added to these types must be added to the encoder too.
-	for typ, n := range map[reflect.Type]int{
+	checkFieldCounts(t, map[reflect.Type]int{
 		reflect.TypeOf(txResponseBundle{}): 5, reflect.TypeOf(txReply{}): 3, reflect.TypeOf(txResponse{}): 5,
-	} {
-		if typ.NumField() != n {
-			t.Errorf("%v has %d fields; appendJSON writes %d", typ, typ.NumField(), n)
-		}
-	}
+	})
 }
 
 // TestCompacted: a GET entry's body, indented under _pretty, is embedded
