@@ -388,6 +388,18 @@ type fileWriter struct {
 	size    int64 // bytes of the open file
 }
 
+// nextFileNumber is the number the next file of typ in list takes: files
+// of a type are numbered from 1 in the order they are opened.
+func nextFileNumber(list []file, typ string) int {
+	n := 1
+	for _, f := range list {
+		if f.Type == typ {
+			n++
+		}
+	}
+	return n
+}
+
 func (x *exporter) writer(list *[]file, deleted bool) *fileWriter {
 	return &fileWriter{x: x, list: list, deleted: deleted, cur: -1}
 }
@@ -399,12 +411,7 @@ func (w *fileWriter) line(ctx context.Context, typ string, body []byte) error {
 		}
 	}
 	if w.cur < 0 {
-		n := 1
-		for _, f := range *w.list {
-			if f.Type == typ {
-				n++
-			}
-		}
+		n := nextFileNumber(*w.list, typ)
 		name := fmt.Sprintf("%s-%d.ndjson", typ, n)
 		if w.deleted {
 			name = fmt.Sprintf("deleted-%d.ndjson", n)

@@ -50,12 +50,7 @@ func (w *parquetWriter) line(ctx context.Context, typ string, body []byte) error
 		}
 	}
 	if w.cur < 0 {
-		n := 1
-		for _, f := range *w.list {
-			if f.Type == typ {
-				n++
-			}
-		}
+		n := nextFileNumber(*w.list, typ)
 		*w.list = append(*w.list, file{Type: typ, Name: fmt.Sprintf("%s-%d.parquet", typ, n)})
 		w.cur = len(*w.list) - 1
 		w.sink = &chunkSink{x: w.x, ctx: ctx, name: (*w.list)[w.cur].Name}
