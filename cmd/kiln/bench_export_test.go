@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kiln-fhir/kiln/conformance/population"
 	"github.com/kiln-fhir/kiln/fhir/resource"
 	"github.com/kiln-fhir/kiln/store"
 	"github.com/kiln-fhir/kiln/store/sqlite"
@@ -43,16 +42,8 @@ import (
 //
 //	go test -run '^$' -bench Export1M -benchtime 1x -timeout 60m ./cmd/kiln
 func BenchmarkExport1M(b *testing.B) {
-	if testing.Short() {
-		b.Skip("builds or opens a population of a million resources")
-	}
 	ctx := context.Background()
-	kilnBinary(b)
-	pop, err := population.Open(ctx, population.Config{Synthea: "../../testdata/synthea", Progress: os.Stderr})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Logf("population (cached %v) in %s: %v", pop.Cached, pop.Dir, pop)
+	pop := openPopulation(b)
 	data := b.TempDir()
 	start := time.Now()
 	if err := copyFile(filepath.Join(pop.Dir, "kiln.db"), filepath.Join(data, "kiln.db")); err != nil {

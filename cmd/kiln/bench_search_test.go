@@ -55,16 +55,8 @@ const (
 //
 //	go test -run '^$' -bench Search1M -benchtime 1x -timeout 60m ./cmd/kiln
 func BenchmarkSearch1M(b *testing.B) {
-	if testing.Short() {
-		b.Skip("builds or opens a population of a million resources")
-	}
 	ctx := context.Background()
-	kilnBinary(b)
-	pop, err := population.Open(ctx, population.Config{Synthea: "../../testdata/synthea", Progress: os.Stderr})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Logf("population (cached %v) in %s: %v", pop.Cached, pop.Dir, pop)
+	pop := openPopulation(b)
 	facts := syntheaFacts(b, pop)
 
 	// The server runs on a copy: the cached population stays as built
@@ -235,6 +227,23 @@ type searchFacts struct {
 	quantityCodes, commonCodes []string
 	// labs is the number of laboratory Observations in the population.
 	labs int
+}
+
+// openPopulation opens the cached million-resource population of the 1M
+// benchmarks (building it on the first run) and builds the kiln binary
+// they serve it with; -short skips them.
+func openPopulation(b *testing.B) *population.Population {
+	b.Helper()
+	if testing.Short() {
+		b.Skip("builds or opens a population of a million resources")
+	}
+	kilnBinary(b)
+	pop, err := population.Open(context.Background(), population.Config{Synthea: "../../testdata/synthea", Progress: os.Stderr})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("population (cached %v) in %s: %v", pop.Cached, pop.Dir, pop)
+	return pop
 }
 
 func syntheaFacts(b *testing.B, pop *population.Population) searchFacts {
