@@ -49,7 +49,7 @@ func (a *API) versionedChainIssues(q *search.Query, matches []store.Resource) ([
 	var issues []outcome.Issue
 	warned := map[string]bool{}
 	for _, m := range matches {
-		entries, err := a.indexRegistry().Extract(m.Type, m.Body)
+		entries, err := a.indexRegistry().ExtractParams(m.Type, m.Body, "", chained)
 		if err != nil {
 			return nil, err
 		}

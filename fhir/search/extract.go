@@ -30,6 +30,15 @@ func (r *Registry) Extract(typ string, body []byte) ([]Entry, error) {
 // absolute references under base (the URL the request reached) are
 // indexed as relative ones too.
 func (r *Registry) ExtractBase(typ string, body []byte, base string) ([]Entry, error) {
+	res, err := decodeObject(typ, body)
+	if err != nil {
+		return nil, err
+	}
+	return r.extractValue(typ, res, base)
+}
+
+// decodeObject decodes a stored resource of typ for extraction.
+func decodeObject(typ string, body []byte) (map[string]any, error) {
 	v, err := jsonvalue.Decode(body)
 	if err != nil {
 		return nil, fmt.Errorf("search: extract %s: %w", typ, err)
@@ -38,7 +47,7 @@ func (r *Registry) ExtractBase(typ string, body []byte, base string) ([]Entry, e
 	if !ok {
 		return nil, fmt.Errorf("search: extract %s: not a JSON object", typ)
 	}
-	return r.extractValue(typ, res, base)
+	return res, nil
 }
 
 // ExtractValue is Extract for a resource already decoded with

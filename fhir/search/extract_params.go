@@ -1,8 +1,6 @@
 package search
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"slices"
 )
@@ -17,11 +15,9 @@ func (r *Registry) ExtractParams(typ string, body []byte, base string, names []s
 	if tp == nil {
 		return nil, fmt.Errorf("search: extract: unknown resource type %q", typ)
 	}
-	d := json.NewDecoder(bytes.NewReader(body))
-	d.UseNumber()
-	var res map[string]any
-	if err := d.Decode(&res); err != nil {
-		return nil, fmt.Errorf("search: extract %s: %w", typ, err)
+	res, err := decodeObject(typ, body)
+	if err != nil {
+		return nil, err
 	}
 	var params []*Param
 	for i, name := range names {
